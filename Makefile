@@ -1,0 +1,36 @@
+# 和兴证券短信服务管理系统 — the commands a newcomer needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install translations lint bench-import clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+translations: $(STAMP)
+	$(BIN)/python scripts/i18n.py compile
+
+## make run: the whole system on embedded defaults (SQLite, embedded Redis, demo data).
+run: install translations
+	$(BIN)/python scripts/run.py
+
+## make test: every test, browser tests included.
+test: install translations
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check app tests scripts worker.py config.py
+	$(BIN)/ruff format --check app tests scripts worker.py config.py
+
+bench-import: install translations
+	$(BIN)/python scripts/bench_import.py $(BENCH_ARGS)
+
+clean:
+	rm -rf instance/sms.db instance/redis.db* test-artifacts

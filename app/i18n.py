@@ -1,0 +1,19 @@
+"""Locale choice: Simplified Chinese first, English on request (R-81)."""
+
+from flask import current_app, has_request_context, request, session
+
+
+def select_locale() -> str:
+    if not has_request_context():
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
+    chosen = session.get("lang")
+    if chosen in current_app.config["LANGUAGES"]:
+        return chosen
+    cookie = request.cookies.get("lang")
+    if cookie in current_app.config["LANGUAGES"]:
+        return cookie
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def select_timezone() -> str:
+    return current_app.config["TIMEZONE"]

@@ -1,0 +1,40 @@
+"""RQ jobs. Each job module holds thin functions that take ids, reload state and call services.
+
+``enqueue`` is the one way to put work on a queue: it sets timeout, TTLs and retry
+for every job alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from flask import current_app
+from rq import Queue, Retry
+from rq.job import Job
+
+from app.redis_conn import get_redis
+
+DEFAULT_RETRY = Retry(max=3, interval=[10, 60, 300])
+
+
+def queue(name: str = "default") -> Queue:
+    return Queue(name, connection=get_redis())
+
+
+def enqueue(func: Callable | str, *args, queue_name: str = "default", job_id: str | None = None,
+            retry: Retry | None = DEFAULT_RETRY, at: datetime | None = None,
+            meta: dict | None = None, **kwargs) -> Job:
+    """Put ``func(*args, **kwargs)`` on a queue; ``at`` (aware) schedules it for later."""
+    q = queue(queue_name)
+    options = dict(
+        job_id=job_id,
+        job_timeout=current_app.config["JOB_TIMEOUT"],
+        result_ttl=24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        retry=retry,
+        meta=meta or {},
+    )
+    if at is not None:
+        return q.enqueue_at(at, func, *args, **options, **kwargs)
+    return q.enqueue(func, *args, **options, **kwargs)

@@ -1,0 +1,37 @@
+"""The RQ worker class that runs every job inside a fresh application context."""
+
+from __future__ import annotations
+
+from rq import SimpleWorker, Worker
+
+from app.extensions import db
+
+
+class _AppContextMixin:
+    flask_app = None
+
+    def perform_job(self, job, queue, *args, **kwargs):
+        with self.flask_app.app_context():
+            try:
+                return super().perform_job(job, queue, *args, **kwargs)
+            finally:
+                db.session.remove()
+
+
+class AppWorker(_AppContextMixin, Worker):
+    """Forks a work horse per job (production)."""
+
+
+class AppSimpleWorker(_AppContextMixin, SimpleWorker):
+    """Runs jobs in-process (tests)."""
+
+
+def make_worker(app, queue_names, *, simple: bool = False, name: str | None = None):
+    from app.redis_conn import get_redis
+
+    cls = AppSimpleWorker if simple else AppWorker
+    with app.app_context():
+        conn = get_redis()
+    worker = cls(queue_names, connection=conn, name=name)
+    worker.flask_app = app
+    return worker

@@ -1,0 +1,16 @@
+"""Database models, one module per domain; importing this package registers them all."""
+
+from app.models.audit import AuditLog
+from app.models.org import LoginEvent, Role, RolePermission, Unit, User, user_roles
+from app.models.system import ScheduledRun
+
+__all__ = [
+    "AuditLog",
+    "LoginEvent",
+    "Role",
+    "RolePermission",
+    "ScheduledRun",
+    "Unit",
+    "User",
+    "user_roles",
+]

@@ -1,0 +1,1 @@
+"""Domain rules as plain functions; views and jobs call these, tests call them directly."""

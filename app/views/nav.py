@@ -1,0 +1,40 @@
+"""The navigation: each entry shows only to users holding its permission (R-81)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import url_for
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    endpoint: str
+    label: object
+    permissions: tuple[str, ...]  # any one of them shows the entry
+    badge: str | None = None  # name of a badge function in BADGES
+
+
+NAV: list[NavEntry] = [
+    NavEntry("main.dashboard", _l("Dashboard"), ()),
+    NavEntry("admin.list_units", _l("Units"), ("admin.units", "admin.users")),
+    NavEntry("admin.list_users", _l("Users"), ("admin.users",)),
+    NavEntry("admin.list_roles", _l("Roles"), ("admin.users",)),
+    NavEntry("audit.list_entries", _l("Audit log"), ("audit.view",)),
+]
+
+# Filled by areas that show a count next to their entry (e.g. the approvers' inbox).
+BADGES: dict = {}
+
+
+def nav_items() -> list[dict]:
+    items = []
+    for entry in NAV:
+        if entry.permissions and not current_user.can_any(*entry.permissions):
+            continue
+        badge = BADGES[entry.badge](current_user) if entry.badge in BADGES else None
+        items.append({"endpoint": entry.endpoint, "url": url_for(entry.endpoint),
+                      "label": entry.label, "badge": badge})
+    return items
