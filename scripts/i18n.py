@@ -8,6 +8,7 @@ shows by default, and the en catalog stays empty (gettext falls back to the msgi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -66,6 +67,11 @@ def compile_all() -> None:
 
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
+    # Several people (or helpers) may update the catalogs at once: one at a time.
+    _lock = (ROOT / "instance").joinpath("i18n.lock")
+    _lock.parent.mkdir(exist_ok=True)
+    _lock_fh = _lock.open("w")
+    fcntl.flock(_lock_fh, fcntl.LOCK_EX)
     if cmd == "extract":
         extract()
         print(f"{len(missing())} zh msgids untranslated")

@@ -44,3 +44,49 @@ def make_user(*, roles=("staff_sender",), unit_code="BJ01", password="Initial-Pa
     )
     db.session.commit()
     return u
+
+
+def make_customer(**overrides):
+    """A customer of BJ01 served by bj_staff, agreed, valid mobile, unless overridden.
+
+    Writes the row directly (not through the import), for tests of other areas.
+    """
+    from datetime import date
+
+    from app.models import Customer, CustomerTag, User
+    from app.timeutil import utcnow
+
+    n = next(_seq)
+    branch = overrides.pop("branch", None) or unit(overrides.pop("branch_code", "BJ01"))
+    manager = overrides.pop("manager", "__default__")
+    if manager == "__default__":
+        manager = db.session.execute(
+            select(User).where(User.unit_id == branch.id, User.username.like("%_staff"))
+        ).scalars().first()
+    mobile = overrides.pop("mobile", f"139{n:08d}"[-11:])
+    now = utcnow()
+    values = dict(
+        crm_id=f"C{n:09d}",
+        name=f"客户{n}",
+        mobile=mobile,
+        mobile_tail=mobile[-4:],
+        mobile_status="valid",
+        carrier="china_mobile",
+        branch_id=branch.id,
+        manager_id=manager.id if manager is not None else None,
+        opened_on=date(2024, 1, 2),
+        risk_level="C3",
+        tags="",
+        active=True,
+        consent="agreed",
+        created_at=now,
+        updated_at=now,
+    )
+    values.update(overrides)
+    customer = Customer(**values)
+    db.session.add(customer)
+    db.session.flush()
+    for tag in customer.tag_list:
+        db.session.add(CustomerTag(customer_id=customer.id, tag=tag))
+    db.session.commit()
+    return customer

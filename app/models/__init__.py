@@ -1,11 +1,25 @@
 """Database models, one module per domain; importing this package registers them all."""
 
 from app.models.audit import AuditLog
+from app.models.customers import (
+    ConsentEvent,
+    Customer,
+    CustomerEvent,
+    CustomerTag,
+    Handover,
+    MobileCheck,
+)
 from app.models.org import LoginEvent, Role, RolePermission, Unit, User, user_roles
 from app.models.system import ScheduledRun
 
 __all__ = [
     "AuditLog",
+    "ConsentEvent",
+    "Customer",
+    "CustomerEvent",
+    "CustomerTag",
+    "Handover",
+    "MobileCheck",
     "LoginEvent",
     "Role",
     "RolePermission",
