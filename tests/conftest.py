@@ -269,3 +269,28 @@ def user(app):
         return db.session.execute(select(User).where(User.username == username)).scalar_one()
 
     return _get
+
+
+# ---------------------------------------------------------------- jobs
+
+@pytest.fixture
+def run_jobs(app):
+    """Run every queued RQ job in-process until the queues are empty (a real Redis, a real
+    worker: RQ's SimpleWorker in burst mode). Returns the number of jobs that failed."""
+    from rq.registry import FailedJobRegistry
+
+    from app.jobs.worker import make_worker
+
+    def _run(queues=None) -> int:
+        names = list(queues or app.config["RQ_QUEUES"])
+        worker = make_worker(app, names, simple=True)
+        worker.work(burst=True, with_scheduler=False)
+        from app.redis_conn import get_redis
+
+        failed = 0
+        for name in names:
+            failed += len(FailedJobRegistry(name, connection=get_redis()))
+        db.session.expire_all()
+        return failed
+
+    return _run
