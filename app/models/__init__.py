@@ -9,6 +9,7 @@ from app.models.customers import (
     Handover,
     MobileCheck,
 )
+from app.models.messages import Message
 from app.models.org import LoginEvent, Role, RolePermission, Unit, User, user_roles
 from app.models.system import ScheduledRun
 
@@ -21,6 +22,7 @@ __all__ = [
     "Handover",
     "MobileCheck",
     "LoginEvent",
+    "Message",
     "Role",
     "RolePermission",
     "ScheduledRun",
