@@ -14,16 +14,20 @@ def is_partial_request() -> bool:
     )
 
 
-def render_page_or_partial(page: str, partial: str, status: int = 200, **context):
-    """Render the full page, or just its partial for htmx; always ``Vary: HX-Request``."""
-    template = partial if is_partial_request() else page
+def render_page_or_partial(page_template: str, partial_template: str, /, status: int = 200,
+                           **context):
+    """Render the full page, or just its partial for htmx; always ``Vary: HX-Request``.
+
+    The template names are positional-only so that ``page=`` can be a context variable.
+    """
+    template = partial_template if is_partial_request() else page_template
     response = make_response(render_template(template, **context), status)
     response.vary.add("HX-Request")
     return response
 
 
-def render_partial(partial: str, status: int = 200, **context):
+def render_partial(partial_template: str, /, status: int = 200, **context):
     """A fragment that is its own resource (a dedicated URL)."""
-    response = make_response(render_template(partial, **context), status)
+    response = make_response(render_template(partial_template, **context), status)
     response.vary.add("HX-Request")
     return response

@@ -26,7 +26,7 @@ CSP = (
 )
 
 # Endpoints a logged-in user with an initial password may still reach.
-_PASSWORD_CHANGE_ALLOWED = {"auth.change_password", "auth.logout", "static", "main.set_language",
+_PASSWORD_CHANGE_ALLOWED = {"auth.change_password", "auth.change_password_post", "auth.logout", "static", "main.set_language",
                             "main.healthz"}
 
 

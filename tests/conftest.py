@@ -213,13 +213,25 @@ class WebClient:
             self.token = m.group(1)
         return response
 
+    @staticmethod
+    def _fresh_globals():
+        """The test keeps an app context pushed, and Flask reuses it for the client's requests;
+        a real request starts with an empty ``g`` (Flask-Login's user, the CSRF token cache)."""
+        from flask import g
+
+        g.__dict__.clear()
+
     def get(self, url, htmx=False, **kw):
+        self._fresh_globals()
         headers = kw.pop("headers", {})
         if htmx:
             headers["HX-Request"] = "true"
-        return self._remember(self.c.get(url, headers=headers, **kw))
+        response = self.c.get(url, headers=headers, **kw)
+        self._fresh_globals()
+        return self._remember(response)
 
     def post(self, url, data=None, htmx=False, csrf=True, **kw):
+        self._fresh_globals()
         headers = kw.pop("headers", {})
         if htmx:
             headers["HX-Request"] = "true"
@@ -228,7 +240,9 @@ class WebClient:
             if self.token is None:
                 self.get("/login")
             headers["X-CSRFToken"] = self.token
-        return self._remember(self.c.post(url, data=data, headers=headers, **kw))
+        response = self.c.post(url, data=data, headers=headers, **kw)
+        self._fresh_globals()
+        return self._remember(response)
 
     def __getattr__(self, name):
         return getattr(self.c, name)

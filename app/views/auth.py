@@ -79,6 +79,6 @@ def change_password_post():
                              request.form.get("confirm_password", ""))
     except ValidationError as exc:
         return render_template("auth/change_password.html", error=str(exc.message)), 422
-    login_user(current_user)  # the session version changed: keep this session, end the others
+    login_user(current_user._get_current_object())  # the session version changed: keep this session, end the others
     flash(_("Your password has been changed."), "success")
     return redirect(url_for("main.dashboard"))
