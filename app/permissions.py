@@ -16,6 +16,7 @@ PERMISSIONS: dict[str, object] = {
     "customer.import": _l("Import the CRM extract"),
     "customer.handover": _l("Hand customers over"),
     "customer.assign": _l("Assign handed-over customers"),
+    "customer.verify_mobile": _l("Verify doubtful mobile numbers (branch)"),
     "message.draft": _l("Draft messages"),
     "message.approve": _l("Approve messages as unit head"),
     "message.review_advisory": _l("Review advisory content (Research)"),
@@ -38,13 +39,13 @@ STANDARD_ROLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "发送员",
         "Staff sender",
         ("dashboard.view", "customer.view", "customer.consent_update", "customer.handover",
-         "message.draft", "access.request"),
+         "customer.verify_mobile", "message.draft", "access.request"),
     ),
     "unit_head": (
         "部门负责人/审批人",
         "Unit head / approver",
         ("dashboard.view", "customer.view", "customer.consent_update", "customer.handover",
-         "customer.assign", "message.draft", "message.approve", "access.request", "access.sign"),
+         "customer.assign", "customer.verify_mobile", "message.draft", "message.approve", "access.request", "access.sign"),
     ),
     "research_reviewer": (
         "研究审核员",

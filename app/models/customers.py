@@ -55,6 +55,12 @@ class Customer(db.Model):
         Index("ix_customers_manager", "manager_id", "awaiting_assignment"),
         Index("ix_customers_branch_tail", "branch_id", "mobile_tail"),
         Index("ix_customers_branch_risk", "branch_id", "risk_level"),
+        Index("ix_customers_mobile_tail", "mobile_tail"),
+        # PostgreSQL only (built by migration 0002): name fragments and CRM-id prefixes.
+        Index("ix_customers_name_trgm", "name", postgresql_using="gin",
+              postgresql_ops={"name": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
+        Index("ix_customers_crm_id_pattern", "crm_id",
+              postgresql_ops={"crm_id": "varchar_pattern_ops"}).ddl_if(dialect="postgresql"),
     )
 
     @property
