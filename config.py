@@ -53,6 +53,37 @@ class Config:
     JOB_TIMEOUT = _env_int("JOB_TIMEOUT", 3600)
     WORKER_HEARTBEAT_SECONDS = _env_int("WORKER_HEARTBEAT_SECONDS", 30)
 
+    # Sending. SMS_GATEWAY: "simulator" (development, training) or "kannel".
+    SMS_GATEWAY = os.environ.get("SMS_GATEWAY", "simulator")
+    KANNEL_SENDSMS_URL = os.environ.get("KANNEL_SENDSMS_URL", "http://127.0.0.1:13013/cgi-bin/sendsms")
+    KANNEL_USERNAME = os.environ.get("KANNEL_USERNAME", "")
+    KANNEL_PASSWORD = os.environ.get("KANNEL_PASSWORD", "")
+    KANNEL_FROM = os.environ.get("KANNEL_FROM", "10690001")
+    KANNEL_DLR_MASK = _env_int("KANNEL_DLR_MASK", 31)
+    # Secret path segment of /webhooks/kannel/<token>/...; empty disables the Kannel webhooks.
+    KANNEL_WEBHOOK_TOKEN = os.environ.get("KANNEL_WEBHOOK_TOKEN", "")
+    # Base URL the gateway calls back (delivery reports), e.g. http://sms.intra:8000
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
+    # HMAC-SHA256 key of the JSON webhooks; empty disables them.
+    WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET", "")
+    # Carrier contract cap in messages per second across all workers; 0 = unlimited.
+    SMS_MAX_RATE = _env_int("SMS_MAX_RATE", 50)
+    SMS_GATEWAY_TIMEOUT = float(os.environ.get("SMS_GATEWAY_TIMEOUT", "10"))
+    SEND_BATCH_SIZE = _env_int("SEND_BATCH_SIZE", 500)  # recipients per `send` job
+    SEND_CHUNK_SIZE = _env_int("SEND_CHUNK_SIZE", 50)  # recipients marked in flight at once
+    SEND_CONCURRENCY = _env_int("SEND_CONCURRENCY", 8)  # gateway connections per worker
+    # A batch whose worker has not renewed its lease for this long is taken over; its
+    # in-flight recipients become "unknown".
+    SEND_LEASE_SECONDS = _env_int("SEND_LEASE_SECONDS", 120)
+    # A queued batch whose job has not started for this long is put on the queue again
+    # (the job was lost, e.g. Redis restarted without persistence).
+    SEND_REQUEUE_SECONDS = _env_int("SEND_REQUEUE_SECONDS", 120)
+    SEND_MAX_ATTEMPTS = _env_int("SEND_MAX_ATTEMPTS", 5)  # transient errors before "failed"
+    # The simulator fails delivery to numbers ending in this (training); empty: never.
+    SIMULATOR_FAIL_SUFFIX = os.environ.get("SIMULATOR_FAIL_SUFFIX", "0000")
+    # the daily consent inquiry, Asia/Shanghai wall-clock time.
+    CONSENT_INQUIRY_TIME = os.environ.get("CONSENT_INQUIRY_TIME", "15:00")
+
 
 class DevConfig(Config):
     DEBUG = False

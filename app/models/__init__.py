@@ -11,6 +11,15 @@ from app.models.customers import (
 )
 from app.models.messages import Message
 from app.models.org import LoginEvent, Role, RolePermission, Unit, User, user_roles
+from app.models.sending import (
+    DeliveryReport,
+    InboundReply,
+    Recipient,
+    ReplyNote,
+    SendBatch,
+    SendRun,
+    SimulatedSms,
+)
 from app.models.system import ScheduledRun
 
 __all__ = [
@@ -19,13 +28,20 @@ __all__ = [
     "Customer",
     "CustomerEvent",
     "CustomerTag",
+    "DeliveryReport",
     "Handover",
+    "InboundReply",
     "MobileCheck",
     "LoginEvent",
     "Message",
+    "Recipient",
+    "ReplyNote",
     "Role",
     "RolePermission",
     "ScheduledRun",
+    "SendBatch",
+    "SendRun",
+    "SimulatedSms",
     "Unit",
     "User",
     "user_roles",
