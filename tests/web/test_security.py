@@ -126,3 +126,16 @@ def test_htmx_errors_are_fragments(client, login_as):
     response = client.get("/admin/users", htmx=True)
     assert response.status_code == 403
     assert "<html" not in response.get_data(as_text=True)
+
+
+def test_500_page_is_friendly_and_leaks_nothing(app, client, login_as):
+    def broken():
+        raise RuntimeError("secret internals")
+
+    app.add_url_rule("/boom-for-test", "boom_for_test", broken)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    login_as("bj_staff")
+    response = client.get("/boom-for-test")
+    assert response.status_code == 500
+    body = response.get_data(as_text=True)
+    assert "系统出现错误" in body and "secret internals" not in body
