@@ -90,3 +90,20 @@ def make_customer(**overrides):
         db.session.add(CustomerTag(customer_id=customer.id, tag=tag))
     db.session.commit()
     return customer
+
+
+def make_mobile_check(customer=None, **overrides):
+    """An open verification-list entry (R-23) for ``customer`` (a new doubtful one if None)."""
+    from app.models import MobileCheck
+    from app.timeutil import utcnow
+
+    if customer is None:
+        customer = make_customer(mobile=overrides.pop("mobile", "1381234567"),
+                                 mobile_status=overrides.get("reason", "invalid"))
+    values = dict(customer_id=customer.id, branch_id=customer.branch_id, mobile=customer.mobile,
+                  reason="invalid", status="open", created_at=utcnow())
+    values.update(overrides)
+    check = MobileCheck(**values)
+    db.session.add(check)
+    db.session.commit()
+    return check
