@@ -71,7 +71,8 @@ class SendRun(db.Model):
 
 
 class SendBatch(db.Model):
-    """A slice of a message's recipients (ids ``first_id``..``last_id``), one `send` job.
+    """A slice of a message's queued recipients, one `send` job: the recipients of the
+    message with this ``batch_no``, whose ids lie within ``first_id``..``last_id``.
 
     A worker claims a batch by a conditional UPDATE that sets ``claim_token``; while it
     works it renews ``heartbeat_at`` and records the chunk it is submitting in
@@ -83,7 +84,8 @@ class SendBatch(db.Model):
     __tablename__ = "send_batches"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    message_id: Mapped[int] = mapped_column(Integer, index=True)
+    message_id: Mapped[int] = mapped_column(Integer)
+    batch_no: Mapped[int] = mapped_column(Integer)
     first_id: Mapped[int] = mapped_column(BigInteger)
     last_id: Mapped[int] = mapped_column(BigInteger)
     size: Mapped[int] = mapped_column(Integer)
@@ -97,7 +99,10 @@ class SendBatch(db.Model):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
     done_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    __table_args__ = (Index("ix_send_batches_status", "status", "enqueued_at"),)
+    __table_args__ = (
+        Index("ix_send_batches_status", "status", "enqueued_at"),
+        Index("uq_send_batches_message_batch", "message_id", "batch_no", unique=True),
+    )
 
 
 class Recipient(db.Model):
@@ -116,7 +121,7 @@ class Recipient(db.Model):
     segments: Mapped[int] = mapped_column(SmallInteger, default=0)
     cost: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=Decimal("0"))
     attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
-    batch_id: Mapped[int | None] = mapped_column(BigInteger)
+    batch_no: Mapped[int | None] = mapped_column(Integer)  # SendBatch.batch_no; None if suppressed
     gateway_ref: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime)

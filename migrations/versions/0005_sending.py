@@ -39,6 +39,7 @@ def upgrade():
     op.create_table('send_batches',
     sa.Column('id', BigId, nullable=False),
     sa.Column('message_id', sa.Integer(), nullable=False),
+    sa.Column('batch_no', sa.Integer(), nullable=False),
     sa.Column('first_id', sa.BigInteger(), nullable=False),
     sa.Column('last_id', sa.BigInteger(), nullable=False),
     sa.Column('size', sa.Integer(), nullable=False),
@@ -54,7 +55,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_send_batches'))
     )
     with op.batch_alter_table('send_batches', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_send_batches_message_id'), ['message_id'], unique=False)
+        batch_op.create_index('uq_send_batches_message_batch', ['message_id', 'batch_no'], unique=True)
         batch_op.create_index('ix_send_batches_status', ['status', 'enqueued_at'], unique=False)
 
     # No foreign keys on purpose (see app/models/sending.py): the hot per-recipient table.
@@ -70,7 +71,7 @@ def upgrade():
     sa.Column('segments', sa.SmallInteger(), nullable=False),
     sa.Column('cost', sa.Numeric(precision=12, scale=4), nullable=False),
     sa.Column('attempts', sa.SmallInteger(), nullable=False),
-    sa.Column('batch_id', sa.BigInteger(), nullable=True),
+    sa.Column('batch_no', sa.Integer(), nullable=True),
     sa.Column('gateway_ref', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('submitted_at', sa.DateTime(), nullable=True),
