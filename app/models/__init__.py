@@ -1,5 +1,6 @@
 """Database models, one module per domain; importing this package registers them all."""
 
+from app.models.access import AccessRequest, RoleChange
 from app.models.audit import AuditLog
 from app.models.customers import (
     ConsentEvent,
@@ -23,6 +24,7 @@ from app.models.sending import (
 from app.models.system import ScheduledRun
 
 __all__ = [
+    "AccessRequest",
     "AuditLog",
     "ConsentEvent",
     "Customer",
@@ -37,6 +39,7 @@ __all__ = [
     "Recipient",
     "ReplyNote",
     "Role",
+    "RoleChange",
     "RolePermission",
     "ScheduledRun",
     "SendBatch",
