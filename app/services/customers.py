@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from flask_babel import gettext as _
@@ -240,6 +240,11 @@ class TimelineEntry:
     text: str  # the consent evidence or the event's note
     channel: str = ""
     handover_id: int | None = None
+    old_display: str = ""  # user kinds: the display names of the usernames stored
+    new_display: str = ""
+
+
+USER_EVENT_KINDS = ("handed_over", "assigned", "manager_changed")
 
 
 def timeline(customer_id: int, *, limit: int = 500) -> list[TimelineEntry]:
@@ -264,8 +269,26 @@ def timeline(customer_id: int, *, limit: int = 500) -> list[TimelineEntry]:
     b = [TimelineEntry(at=e.at, kind=e.kind, old_value=e.old_value, new_value=e.new_value,
                        actor_name=_name(e.actor), text=e.note, handover_id=e.handover_id)
          for e in events]
+    usernames = {v for e in b if e.kind in USER_EVENT_KINDS for v in (e.old_value, e.new_value) if v}
+    if usernames:
+        names = dict(db.session.execute(
+            select(User.username, User.display_name).where(User.username.in_(usernames))).all())
+        b = [replace(e, old_display=names.get(e.old_value, e.old_value),
+                     new_display=names.get(e.new_value, e.new_value))
+             if e.kind in USER_EVENT_KINDS else e for e in b]
     merged = heapq.merge(a, b, key=lambda entry: entry.at, reverse=True)
     return list(merged)[:limit]
+
+
+def customers_by_mobile(user: User, mobile: str, *, limit: int = 100) -> list[Customer]:
+    """Every customer in scope with this mobile (one number may belong to several)."""
+    number = normalize_mobile(mobile)
+    query = scope.restrict(select(Customer).where(Customer.mobile == number), Customer.branch_id,
+                           user)
+    return list(db.session.execute(
+        query.options(selectinload(Customer.branch), selectinload(Customer.manager))
+        .order_by(Customer.crm_id).limit(limit)
+    ).scalars())
 
 
 def branches_in_scope(user: User) -> list[Unit]:

@@ -114,6 +114,18 @@ def _selection_details(customer_ids, filters: CustomerFilters | None, all_matchi
     return {"selection": "ids"}
 
 
+def _superior(actor: User) -> User:
+    """The user customers are transferred to; ``ValidationError`` when there is none."""
+    superior = actor.superior
+    if superior is None:
+        raise ValidationError(_("You have no superior user to hand customers over to. Ask the "
+                                "Market Business Dept to record your superior."))
+    if not superior.active:
+        raise ValidationError(_("Your superior %(name)s is deactivated. Ask the Market Business "
+                                "Dept to record your new superior.", name=superior.display_name))
+    return superior
+
+
 def transfer_to_superior(actor: User, *, customer_ids=None, filters: CustomerFilters | None = None,
                          all_matching: bool = False, expected_count: int | None = None,
                          note: str = "") -> Handover:
@@ -125,19 +137,39 @@ def transfer_to_superior(actor: User, *, customer_ids=None, filters: CustomerFil
     """
     if not actor.can("customer.handover"):
         raise PermissionDenied()
-    superior = actor.superior
-    if superior is None:
-        raise ValidationError(_("You have no superior user to hand customers over to. Ask the "
-                                "Market Business Dept to record your superior."))
-    if not superior.active:
-        raise ValidationError(_("Your superior %(name)s is deactivated. Ask the Market Business "
-                                "Dept to record your new superior.", name=superior.display_name))
+    superior = _superior(actor)
     filters = filters or CustomerFilters()
     selection = _selection(my_customers_query(actor, filters), customer_ids, all_matching)
     return _move(kind="transfer", event_kind="handed_over", actor=actor, from_user=actor,
                  to_user=superior, selection=selection, awaiting=True, note=note,
                  expected_count=expected_count,
                  details=_selection_details(customer_ids, filters, all_matching))
+
+
+@dataclass(frozen=True)
+class TransferPreview:
+    """What a transfer would do: shown on the confirmation page before anything moves."""
+
+    superior: User
+    count: int
+    sample: list[Customer]
+
+
+def preview_transfer(actor: User, *, customer_ids=None, filters: CustomerFilters | None = None,
+                     all_matching: bool = False, sample: int = 20) -> TransferPreview:
+    """Run every check of ``transfer_to_superior`` without writing; same errors."""
+    if not actor.can("customer.handover"):
+        raise PermissionDenied()
+    superior = _superior(actor)
+    selection = _selection(my_customers_query(actor, filters or CustomerFilters()), customer_ids,
+                           all_matching)
+    count = db.session.execute(
+        select(func.count()).select_from(selection.order_by(None).subquery())
+    ).scalar_one()
+    if count == 0:
+        raise ValidationError(_("No customers match the selection; nothing was moved."))
+    rows = db.session.execute(selection.order_by(Customer.crm_id).limit(sample)).scalars().all()
+    return TransferPreview(superior=superior, count=count, sample=list(rows))
 
 
 def assignable_users(actor: User) -> list[User]:

@@ -19,6 +19,13 @@ class NavEntry:
 
 NAV: list[NavEntry] = [
     NavEntry("main.dashboard", _l("Dashboard"), ()),
+    NavEntry("customers.list_customers", _l("Customers"), ("customer.view",)),
+    NavEntry("customers.list_mine", _l("My customers"), ("customer.handover",)),
+    NavEntry("customers.list_to_assign", _l("To assign"), ("customer.assign",),
+             "customers_to_assign"),
+    NavEntry("customers.list_checks", _l("Mobile checks"), ("customer.verify_mobile",),
+             "customers_checks"),
+    NavEntry("callcentre.find_customers", _l("Opt-out by phone"), ("customer.opt_out",)),
     NavEntry("admin.list_units", _l("Units"), ("admin.units", "admin.users")),
     NavEntry("admin.list_users", _l("Users"), ("admin.users",)),
     NavEntry("admin.list_roles", _l("Roles"), ("admin.users",)),
