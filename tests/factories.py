@@ -107,3 +107,35 @@ def make_mobile_check(customer=None, **overrides):
     db.session.add(check)
     db.session.commit()
     return check
+
+
+def make_approved_message(*, audience=None, category="notice", body="测试通知", unit_code="BJ01",
+                          urgent=True, **overrides):
+    """An approved message ready for the dispatcher (the sending area's tests), written
+    directly: by default an urgent notice to every customer of its branch.
+
+    ``audience`` is the audience JSON as a dict (default: the unit's own branch).
+    """
+    import json
+
+    from app.models import Message, User
+    from app.timeutil import utcnow
+
+    u = unit(unit_code)
+    author = db.session.execute(
+        select(User).where(User.unit_id == u.id).order_by(User.id)
+    ).scalars().first()
+    now = utcnow()
+    values = dict(
+        unit_id=u.id, author_id=author.id if author else None, category=category,
+        title="测试消息", body=body,
+        audience=json.dumps(audience or {"kind": "customers", "branches": [u.id]}),
+        status="approved", urgent=urgent, schedule_at=None, version=1, route="unit_heads",
+        route_article="Art 9", submitted_at=now, approved_at=now, approved_version=1,
+        created_at=now, updated_at=now,
+    )
+    values.update(overrides)
+    message = Message(**values)
+    db.session.add(message)
+    db.session.commit()
+    return message

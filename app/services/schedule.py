@@ -41,6 +41,12 @@ class MinuteTask:
 DAILY_TASKS: list[DailyTask] = []
 MINUTE_TASKS: list[MinuteTask] = []
 
+# Sending: start due messages, recover lost work, ask new customers.
+MINUTE_TASKS.append(MinuteTask("sending.dispatch", "app.jobs.sending.dispatch_due"))
+MINUTE_TASKS.append(MinuteTask("sending.recover", "app.jobs.sending.recover"))
+DAILY_TASKS.append(DailyTask("consent_inquiry", "CONSENT_INQUIRY_TIME", "15:00",
+                             "app.jobs.sending.consent_inquiry"))
+
 
 def _task_time(task: DailyTask) -> time:
     raw = current_app.config.get(task.config_key) or task.default_time
