@@ -17,6 +17,7 @@ PERMISSIONS: dict[str, object] = {
     "customer.handover": _l("Hand customers over"),
     "customer.assign": _l("Assign handed-over customers"),
     "customer.verify_mobile": _l("Verify doubtful mobile numbers (branch)"),
+    "message.view": _l("See the messages of one's unit and their approval history"),
     "message.draft": _l("Draft messages"),
     "message.approve": _l("Approve messages as unit head"),
     "message.review_advisory": _l("Review advisory content (Research)"),
@@ -31,6 +32,9 @@ PERMISSIONS: dict[str, object] = {
     "finance.view": _l("See costs and usage"),
     "data.all_units": _l("See data of every unit"),
     "api.send": _l("Send through the REST API"),
+    "reply.handle": _l("Handle customers' replies in the reply inbox"),
+    "send.retry": _l("Send again to recipients whose outcome is unknown"),
+    "send.simulator": _l("Use the carrier simulator (play the customer's phone)"),
 }
 
 # code: (Chinese name, English name, permissions)
@@ -39,18 +43,20 @@ STANDARD_ROLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "发送员",
         "Staff sender",
         ("dashboard.view", "customer.view", "customer.consent_update", "customer.handover",
-         "customer.verify_mobile", "message.draft", "access.request"),
+         "customer.verify_mobile", "message.view", "message.draft", "access.request",
+         "reply.handle"),
     ),
     "unit_head": (
         "部门负责人/审批人",
         "Unit head / approver",
         ("dashboard.view", "customer.view", "customer.consent_update", "customer.handover",
-         "customer.assign", "customer.verify_mobile", "message.draft", "message.approve", "access.request", "access.sign"),
+         "customer.assign", "customer.verify_mobile", "message.view", "message.draft", "message.approve", "access.request", "access.sign",
+         "reply.handle"),
     ),
     "research_reviewer": (
         "研究审核员",
         "Research reviewer",
-        ("dashboard.view", "message.review_advisory"),
+        ("dashboard.view", "message.view", "message.review_advisory"),
     ),
     "call_centre_agent": (
         "呼叫中心坐席",
@@ -62,7 +68,8 @@ STANDARD_ROLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Market admin",
         ("dashboard.view", "customer.view", "customer.view_full_mobile", "customer.import",
          "admin.units", "admin.users", "admin.rules", "access.request", "access.execute",
-         "data.all_units", "finance.view"),
+         "reply.handle", "send.retry", "send.simulator",
+         "data.all_units", "finance.view", "message.view"),
     ),
     "company_approver": (
         "公司审批人",
@@ -77,7 +84,8 @@ STANDARD_ROLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "auditor": (
         "审计员(只读)",
         "Auditor (read-only)",
-        ("dashboard.view", "customer.view", "audit.view", "finance.view", "data.all_units"),
+        ("dashboard.view", "customer.view", "audit.view", "finance.view", "data.all_units",
+         "message.view"),
     ),
     "api_client": (
         "接口用户",

@@ -139,3 +139,29 @@ def make_approved_message(*, audience=None, category="notice", body="测试通�
     db.session.add(message)
     db.session.commit()
     return message
+
+
+def make_message(*, author="bj_staff", category="market", body="【测试】本周市场回顾", title="",
+                 audience=None, schedule_at=None, urgent=False, submit=False):
+    """A message drafted through the service (and submitted when ``submit``), committed.
+
+    ``author`` is a username or a User; the default audience is the author's own branch
+    (or, for an HQ author, every branch named BJ01)."""
+    from app.models import User
+    from app.services import messages as message_service
+
+    if isinstance(author, str):
+        author = db.session.execute(select(User).where(User.username == author)).scalar_one()
+    if audience is None:
+        if category == "internal":
+            audience = {"kind": "staff", "units": [author.unit_id]}
+        else:
+            branch_id = author.unit_id if author.unit.kind == "branch" else unit("BJ01").id
+            audience = {"kind": "customers", "branches": [branch_id]}
+    data = message_service.DraftInput(title=title, body=body, category=category, audience=audience,
+                                      schedule_at=schedule_at, urgent=urgent)
+    message = message_service.create_draft(author, data)
+    if submit:
+        message_service.submit(message.id, author)
+    db.session.commit()
+    return message

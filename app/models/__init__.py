@@ -10,7 +10,14 @@ from app.models.customers import (
     Handover,
     MobileCheck,
 )
-from app.models.messages import Message
+from app.models.messages import (
+    AudienceUpload,
+    AudienceUploadRow,
+    ContentRule,
+    Message,
+    MessageApproval,
+    MessageSetting,
+)
 from app.models.org import LoginEvent, Role, RolePermission, Unit, User, user_roles
 from app.models.sending import (
     DeliveryReport,
@@ -25,8 +32,11 @@ from app.models.system import ScheduledRun
 
 __all__ = [
     "AccessRequest",
+    "AudienceUpload",
+    "AudienceUploadRow",
     "AuditLog",
     "ConsentEvent",
+    "ContentRule",
     "Customer",
     "CustomerEvent",
     "CustomerTag",
@@ -36,6 +46,8 @@ __all__ = [
     "MobileCheck",
     "LoginEvent",
     "Message",
+    "MessageApproval",
+    "MessageSetting",
     "Recipient",
     "ReplyNote",
     "Role",

@@ -85,6 +85,8 @@ class User(UserMixin, db.Model):
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
     superior_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     post: Mapped[str] = mapped_column(String(100), default="")
+    # For internal notices to staff; added by migration 0004.
+    mobile: Mapped[str] = mapped_column(String(32), default="")
     password_hash: Mapped[str] = mapped_column(String(256))
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
