@@ -101,5 +101,7 @@ def new_page(browser, live_server):
 def screenshot(page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    # caret="initial": Playwright's default caret hiding leaves style="" on every input, which
+    # htmx later copies while settling a swap, a CSP violation that shows up in js_errors.
+    page.screenshot(path=str(path), full_page=True, caret="initial")
     return path
