@@ -165,3 +165,27 @@ def make_message(*, author="bj_staff", category="market", body="【测试】本�
         message_service.submit(message.id, author)
     db.session.commit()
     return message
+
+
+def make_access_request(*, applicant="bj_staff", kind="new_account", **overrides):
+    """A permission application prepared (and submitted) by ``applicant`` through the service.
+
+    Defaults: a new staff-sender account for the applicant's unit, effective today.
+    """
+    from app.models import User as _User
+    from app.services import access
+    from app.timeutil import local_today
+
+    actor = db.session.execute(select(_User).where(_User.username == applicant)).scalar_one()
+    n = next(_seq)
+    values = dict(person_name=f"申请人{n}", username=f"applied{n}", roles=["staff_sender"],
+                  data_scope="unit", reason="新入职", effective_date=local_today())
+    if kind != "new_account":
+        values.pop("username")
+        values.pop("person_name")
+        if kind == "deregister":
+            values.pop("roles")
+    values.update(overrides)
+    req = access.prepare(actor, kind=kind, **values)
+    db.session.commit()
+    return req
