@@ -189,3 +189,20 @@ def make_access_request(*, applicant="bj_staff", kind="new_account", **overrides
     req = access.prepare(actor, kind=kind, **values)
     db.session.commit()
     return req
+
+
+def make_recipient(message, customer=None, **overrides):
+    """A recipient row of ``message`` (default: submitted to ``customer``), written directly."""
+    from app.models import Recipient
+    from app.timeutil import utcnow
+
+    customer = customer if customer is not None else make_customer()
+    values = dict(message_id=message.id, customer_id=customer.id, unit_id=customer.branch_id,
+                  mobile=customer.mobile, status="submitted", reason="", segments=1,
+                  cost=0, attempts=1, batch_no=0, gateway_ref="", created_at=utcnow(),
+                  submitted_at=utcnow())
+    values.update(overrides)
+    recipient = Recipient(**values)
+    db.session.add(recipient)
+    db.session.commit()
+    return recipient

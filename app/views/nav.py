@@ -30,6 +30,8 @@ NAV: list[NavEntry] = [
     NavEntry("admin.list_users", _l("Users"), ("admin.users",)),
     NavEntry("admin.list_roles", _l("Roles"), ("admin.users",)),
     NavEntry("audit.list_entries", _l("Audit log"), ("audit.view",)),
+    NavEntry("replies.inbox", _l("Reply inbox"), ("reply.handle",), "reply_inbox"),
+    NavEntry("simulator.list_numbers", _l("Carrier simulator"), ("send.simulator",)),
 ]
 
 # Filled by areas that show a count next to their entry (e.g. the approvers' inbox).
