@@ -37,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from app import create_app
-    from app.jobs.worker import make_worker
 
     app = create_app(args.config)
     queues = [q for q in args.queues.split(",") if q] or list(app.config["RQ_QUEUES"])
@@ -53,13 +52,46 @@ def main(argv: list[str] | None = None) -> int:
             scheduler.terminate()
             scheduler.join(10)
 
-    signal.signal(signal.SIGTERM, lambda *a: (stop_scheduler(), sys.exit(0)))
-    worker = make_worker(app, queues)
+    def on_sigterm(*_):
+        stop_scheduler()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        worker.work(with_scheduler=True, logging_level="INFO")
+        run_worker(app, queues, on_sigterm)
     finally:
         stop_scheduler()
     return 0
+
+
+def run_worker(app, queues: list[str], on_sigterm) -> None:
+    """Work until a stop is requested. RQ's worker quits when Redis goes away while a job
+    runs (its heartbeat fails); a restarted Redis must not leave the host without a
+    worker, so a worker that quit without being asked to is started again once Redis
+    answers (the database, not Redis, holds the state of sends: nothing is lost)."""
+    import time
+
+    import redis.exceptions
+
+    from app.jobs.worker import make_worker
+
+    delay = 1.0
+    while True:
+        signal.signal(signal.SIGTERM, on_sigterm)  # RQ's handler belongs to the last worker
+        try:
+            worker = make_worker(app, queues)
+            worker.work(with_scheduler=True, logging_level="INFO")
+            delay = 1.0
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            logging.getLogger("worker").error("Redis unreachable (%s); retrying in %.0fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        if getattr(worker, "_stop_requested", False):
+            return
+        logging.getLogger("worker").warning("the worker quit unasked; starting it again")
+        time.sleep(delay)
+        delay = min(delay * 2, 30.0)
 
 
 if __name__ == "__main__":
