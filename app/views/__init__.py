@@ -1,5 +1,6 @@
 """Blueprints, one per area."""
 
+from app.views.access import bp as access_bp
 from app.views.admin import bp as admin_bp
 from app.views.audit import bp as audit_bp
 from app.views.auth import bp as auth_bp
@@ -14,3 +15,5 @@ from app.views.webhooks import bp as webhooks_bp
 BLUEPRINTS = [main_bp, auth_bp, admin_bp, audit_bp, customers_bp, callcentre_bp]
 # Sending (issue 5): progress and recipients, reply inbox, carrier simulator, webhooks.
 BLUEPRINTS += [sending_bp, replies_bp, simulator_bp, webhooks_bp]
+# Permission applications (issue 6).
+BLUEPRINTS += [access_bp]

@@ -14,6 +14,7 @@ from app.permissions import PERMISSIONS
 from app.security import permission_required
 from app.services import auth
 from app.services.errors import NotFound
+from app.views.nav import USER_PANELS, collect_panels
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -72,7 +73,9 @@ def view_user(user_id: int):
     logins = db.session.execute(
         select(LoginEvent).where(LoginEvent.user_id == user.id).order_by(LoginEvent.id.desc()).limit(50)
     ).scalars().all()
-    return render_template("admin/user.html", user=user, logins=logins, login_reasons=LOGIN_REASONS)
+    panels, context = collect_panels(USER_PANELS, current_user, user)
+    return render_template("admin/user.html", user=user, logins=logins, login_reasons=LOGIN_REASONS,
+                           user_panels=panels, **context)
 
 
 @bp.post("/users/<int:user_id>/unlock")

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
+
 from app.security import login_required
 from app.services.health import health_report
+from app.views.nav import DASHBOARD_PANELS, collect_panels
 
 bp = Blueprint("main", __name__)
 
@@ -20,7 +31,8 @@ def index():
 @bp.get("/dashboard")
 @login_required
 def dashboard():
-    return render_template("main/dashboard.html")
+    panels, context = collect_panels(DASHBOARD_PANELS, current_user)
+    return render_template("main/dashboard.html", dashboard_panels=panels, **context)
 
 
 @bp.post("/language")

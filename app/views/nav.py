@@ -30,12 +30,34 @@ NAV: list[NavEntry] = [
     NavEntry("admin.list_users", _l("Users"), ("admin.users",)),
     NavEntry("admin.list_roles", _l("Roles"), ("admin.users",)),
     NavEntry("audit.list_entries", _l("Audit log"), ("audit.view",)),
+    NavEntry("access.list_requests", _l("Permission applications"),
+             ("access.request", "access.sign", "access.approve", "access.execute", "audit.view")),
+    NavEntry("access.inbox", _l("Applications to handle"),
+             ("access.sign", "access.approve", "access.execute"), "access_inbox"),
     NavEntry("replies.inbox", _l("Reply inbox"), ("reply.handle",), "reply_inbox"),
     NavEntry("simulator.list_numbers", _l("Carrier simulator"), ("send.simulator",)),
 ]
 
 # Filled by areas that show a count next to their entry (e.g. the approvers' inbox).
 BADGES: dict = {}
+
+# Panels areas add to the dashboard (functions of the viewer) and to the admin's user page
+# (functions of the viewer and the user shown). Each returns (template, context) or None;
+# the page includes the templates and merges the contexts, so name context keys by area.
+DASHBOARD_PANELS: list = []
+USER_PANELS: list = []
+
+
+def collect_panels(providers: list, *args) -> tuple[list[str], dict]:
+    """Ask each panel provider; return the templates to include and their merged context."""
+    templates: list[str] = []
+    context: dict = {}
+    for provider in providers:
+        panel = provider(*args)
+        if panel:
+            templates.append(panel[0])
+            context.update(panel[1])
+    return templates, context
 
 
 def nav_items() -> list[dict]:
