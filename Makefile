@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install translations lint bench-import clean
+.PHONY: run test install translations lint bench-import bench-search clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: install
 
 bench-import: install translations
 	$(BIN)/python scripts/bench_import.py $(BENCH_ARGS)
+
+## make bench-search: customer search at 1,000,000 customers on PostgreSQL (DATABASE_URL or
+## TEST_DATABASE_URL), in a schema of its own that is dropped afterwards; JSON p50/p95/max ms.
+bench-search: install translations
+	$(BIN)/python scripts/bench_search.py $(BENCH_ARGS)
 
 clean:
 	rm -rf instance/sms.db instance/redis.db* test-artifacts

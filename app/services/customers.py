@@ -24,7 +24,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from flask_babel import gettext as _
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import Select, Text, cast, exists, func, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import array as pg_array
 from sqlalchemy.orm import selectinload
 
 from app.extensions import db
@@ -33,8 +35,9 @@ from app.models.customers import CONSENT_STATES, RISK_LEVELS
 from app.services import scope
 from app.services.errors import NotFound, ValidationError
 
-# Counting stops here: an exact count of a million rows costs more than it tells anyone.
-COUNT_CAP = 10_000
+# Counting stops here: an exact count of a million rows costs more than it tells anyone,
+# and "more than 1,000 match" tells the user to narrow the search just as well.
+COUNT_CAP = 1_000
 STATUSES = ("active", "closed")
 _LIKE_ESCAPE = "\\"
 
@@ -87,6 +90,17 @@ def term_condition(q: str):
             if len(q) == 2:
                 conditions.append(Customer.name.ilike(f"%{esc}", escape=_LIKE_ESCAPE))
     return or_(*conditions)
+
+
+def tag_condition(tag: str):
+    """Customers holding ``tag``. On PostgreSQL the ';'-joined ``tags`` column as an array,
+    which a GIN index serves together with the branch index (a bitmap AND), so a tag within
+    one branch stays fast at 1,000,000 customers; elsewhere the ``customer_tags`` rows."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        # The separator is inlined (not a bound parameter) so the expression is the index's.
+        as_array = func.string_to_array(Customer.tags, literal_column("';'"), type_=ARRAY(Text))
+        return as_array.contains(cast(pg_array([tag]), ARRAY(Text)))
+    return exists().where(CustomerTag.customer_id == Customer.id, CustomerTag.tag == tag)
 
 
 @dataclass
@@ -165,8 +179,7 @@ def filtered_query(user: User, filters: CustomerFilters, *, columns=None) -> Sel
     if filters.risk_level:
         query = query.where(Customer.risk_level == filters.risk_level)
     if filters.tag:
-        query = query.where(exists().where(CustomerTag.customer_id == Customer.id,
-                                           CustomerTag.tag == filters.tag))
+        query = query.where(tag_condition(filters.tag))
     if filters.status:
         query = query.where(Customer.active.is_(filters.status == "active"))
     return query

@@ -32,6 +32,9 @@ EVENT_LABELS = {
     "branch_changed": _l("Branch changed"),
     "mobile_checked": _l("Mobile checked"),
 }
+CARRIER_LABELS = {"china_mobile": _l("China Mobile"), "china_unicom": _l("China Unicom"),
+                  "china_telecom": _l("China Telecom"), "china_broadnet": _l("China Broadnet"),
+                  "unknown": _l("carrier unknown")}
 MOBILE_REASONS = {"invalid": _l("invalid"), "doubtful": _l("doubtful"), "valid": _l("valid")}
 
 BADGES["customers_to_assign"] = lambda user: handover.awaiting_count(user) or None
@@ -78,7 +81,8 @@ def list_customers():
 
 def _detail_context(customer, **extra) -> dict:
     return {"customer": customer, "entries": svc.timeline(customer.id),
-            "event_labels": EVENT_LABELS, "mobile_reasons": MOBILE_REASONS, **extra}
+            "event_labels": EVENT_LABELS, "mobile_reasons": MOBILE_REASONS,
+            "carrier_labels": CARRIER_LABELS, **extra}
 
 
 @bp.get("/<int:customer_id>")
