@@ -264,6 +264,7 @@ def mark_check(check_id: int):
     db.session.commit()
     if is_partial_request():
         return render_partial("customers/_check_row.html", check=check,
-                              mobile_reasons=MOBILE_REASONS)
+                              mobile_reasons=MOBILE_REASONS,
+                              open_left=mobile_checks.open_count(current_user))
     flash(_("The number of %(name)s is marked checked.", name=check.customer.name), "success")
     return redirect(url_for("customers.list_checks"))

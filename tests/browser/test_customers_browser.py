@@ -91,3 +91,40 @@ def test_search_then_two_step_handover(page, login, new_page, user):
     screenshot(boss, "customers-detail-history")
     print("JSERR", page.js_errors)
     assert page.js_errors == []
+
+
+def test_call_centre_opts_out_a_shared_number_in_two_clicks(page, login):
+    a = make_customer(name="孙一", mobile="13512345678")
+    b = make_customer(name="孙二", mobile="13512345678", branch_code="SH01", consent="undetermined")
+    login("callcenter")
+    page.click("nav.mainnav >> text=电话退订")
+    page.fill("input[name=mobile]", "135 1234 5678")
+    page.click("button:has-text('查找')")  # click 1
+    results = page.locator("#cc-results")
+    expect(results).to_contain_text("号码 135****5678 对应 2 位客户")
+    assert "13512345678" not in results.inner_text()  # masked for the agent
+    page.fill("#cc-results input[name=note]", "来电要求停发全部短信")
+    screenshot(page, "callcentre-found")
+    page.click("button:has-text('为该号码下全部 2 位客户办理退订')")  # click 2
+    expect(page.locator("#cc-results .flash-success")).to_contain_text("已为 2 位客户办理退订")
+    expect(page.locator("#cc-results .consent-refused")).to_have_count(2)
+    screenshot(page, "callcentre-opted-out")
+    db.session.expire_all()
+    assert {db.session.get(Customer, c.id).consent for c in (a, b)} == {"refused"}
+    assert page.js_errors == []
+
+
+def test_staff_records_consent_on_the_customer_page(page, login):
+    c = make_customer(name="周确认", consent="undetermined")
+    login("bj_staff")
+    page.goto(f"/customers/{c.id}")
+    page.fill("#consent-panel textarea[name=evidence]", "客户签署《短信服务确认书》No.0012")
+    page.click("button:has-text('标记为同意接收')")
+    panel = page.locator("#consent-panel")
+    expect(panel.locator(".consent-agreed")).to_have_count(1)
+    expect(panel).to_contain_text("已记录接收意愿:同意接收")
+    expect(page.locator("#timeline")).to_contain_text("No.0012")  # swapped out of band
+    screenshot(page, "customer-consent-agreed")
+    db.session.expire_all()
+    assert db.session.get(Customer, c.id).consent == "agreed"
+    assert page.js_errors == []
