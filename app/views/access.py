@@ -211,10 +211,10 @@ def print_request(request_id: int):
 
 
 def _decision_response(req: AccessRequest, *, message: str | None = None, error: str | None = None,
-                       status: int = 200):
+                       status: int = 200, **extra):
     """The decision box for htmx, the whole page otherwise (errors only; success redirects)."""
     ctx = _page_context(req=req, actions=access.allowed_actions(current_user, req), message=message,
-                        error=error, handover=access.handover_needed(req))
+                        error=error, handover=access.handover_needed(req), **extra)
     if is_partial_request():
         return render_partial("access/_decision.html", status=status, **ctx)
     return render_template("access/view.html", **ctx), status
@@ -230,7 +230,11 @@ def _decide(request_id: int, step, done_message, *args):
         return _decision_response(req, error=str(exc.message), status=exc.status)
     message = done_message(req)
     if is_partial_request():
-        return _decision_response(req, message=message)
+        extra = {}
+        if step is not access.withdraw:
+            # The decider had this item in their inbox, so the nav badge exists to update.
+            extra["badge"] = access.inbox_count(current_user)
+        return _decision_response(req, message=message, **extra)
     flash(message, "success")
     return redirect(url_for("access.view_request", request_id=req.id))
 

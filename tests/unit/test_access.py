@@ -239,7 +239,7 @@ def test_withdraw_only_by_the_applicant_and_only_while_open(app, db_backend, use
     access.withdraw(user("bj_staff"), req.id)
     db.session.commit()
     assert db.session.get(AccessRequest, req.id).status == "withdrawn"
-    with pytest.raises(Conflict, match="withdrawn"):
+    with pytest.raises(Conflict, match="撤回"):
         access.sign(user("bj_head"), req.id)
     with pytest.raises(Conflict):
         access.withdraw(user("bj_staff"), req.id)
@@ -250,7 +250,7 @@ def test_withdraw_only_by_the_applicant_and_only_while_open(app, db_backend, use
 def test_skipping_a_step_is_refused_and_changes_nothing(app, db_backend, user):
     req = make_access_request(applicant="bj_staff")
     before = _snapshot(req.id)
-    with pytest.raises(Conflict, match="approve"):
+    with pytest.raises(Conflict, match="公司审批"):
         access.execute(user("admin"), req.id)
     with pytest.raises(Conflict):
         access.approve(user("approver"), req.id)
@@ -260,7 +260,7 @@ def test_skipping_a_step_is_refused_and_changes_nothing(app, db_backend, user):
     db.session.commit()
     with pytest.raises(Conflict):
         access.execute(user("admin"), req.id)
-    with pytest.raises(Conflict, match="past"):
+    with pytest.raises(Conflict, match="已过该环节"):
         access.sign(user("bj_head"), req.id)
 
 
@@ -281,7 +281,7 @@ def test_nobody_approves_their_own_application(app, db_backend, user):
     access.sign(user("bj_head"), req.id)
     db.session.commit()
     before = _snapshot(req.id)
-    with pytest.raises(PermissionDenied, match="prepared"):
+    with pytest.raises(PermissionDenied, match="由您填写"):
         access.approve(both, req.id)
     db.session.rollback()
     assert _snapshot(req.id) == before
@@ -301,7 +301,7 @@ def test_nobody_handles_an_application_about_their_own_account(app, db_backend, 
     deputy = make_user(roles=("unit_head",))
     req = make_access_request(applicant="bj_staff", kind="change", target_user_id=user("bj_head").id,
                               roles=["unit_head", "staff_sender"])
-    with pytest.raises(PermissionDenied, match="own account"):
+    with pytest.raises(PermissionDenied, match="本人的账户"):
         access.sign(user("bj_head"), req.id)
     assert req not in access.inbox(user("bj_head"), "sign")
     assert req in access.inbox(deputy, "sign")
@@ -318,7 +318,7 @@ def test_execution_waits_for_the_effective_date(app, db_backend, user):
     access.approve(user("approver"), req.id)
     db.session.commit()
     assert access.preview_execution(req).too_early
-    with pytest.raises(Conflict, match="takes effect"):
+    with pytest.raises(Conflict, match="生效"):
         access.execute(user("admin"), req.id)
 
 
@@ -355,13 +355,13 @@ def test_all_units_scope_goes_with_an_all_units_role(app, db_backend, user):
 
 
 def test_change_and_deregister_name_a_member_of_the_unit(app, db_backend, user):
-    with pytest.raises(ValidationError, match="not a member"):
+    with pytest.raises(ValidationError, match="不是本部门人员"):
         make_access_request(applicant="bj_staff", kind="deregister", target_user_id=user("sh_staff").id)
     with pytest.raises(ValidationError):
         make_access_request(applicant="bj_staff", kind="deregister", target_user_id=None)
     staff = make_user()
     make_access_request(applicant="bj_staff", kind="deregister", target_user_id=staff.id)
-    with pytest.raises(ValidationError, match="already open"):
+    with pytest.raises(ValidationError, match="尚未办结"):
         make_access_request(applicant="bj_head", kind="change", target_user_id=staff.id,
                             roles=["unit_head"])
 

@@ -78,6 +78,7 @@ def test_the_whole_route_through_the_pages(client, login_as, user):
     body = signed.get_data(as_text=True)
     assert signed.status_code == 200 and "<html" not in body
     assert f'id="access-decision-{req.id}"' in body and "等待公司审批" in body
+    assert 'id="badge-access-inbox"' in body and 'hx-swap-oob="true"' in body  # the nav badge
     client.post("/logout")
 
     login_as("approver")
