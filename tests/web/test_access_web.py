@@ -261,3 +261,46 @@ def test_anonymous_is_sent_to_login(client):
     for url in ("/access/", "/access/inbox", "/access/new", "/access/1", "/access/1/execute"):
         response = client.get(url)
         assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_the_list_filters_and_answers_htmx_with_the_table_only(client, login_as, user):
+    mine = make_access_request(applicant="bj_staff")
+    other = make_access_request(applicant="bj_head", username="other_one")
+    access.reject(user("approver"), other.id, "重复申请")
+    db.session.commit()
+    login_as("bj_staff")
+    page = client.get("/access/")
+    assert "<html" in page.get_data(as_text=True) and "HX-Request" in page.headers["Vary"]
+    assert mine.number in page.get_data(as_text=True)
+    assert other.number not in page.get_data(as_text=True)  # bj_staff sees only their own
+    client.post("/logout")
+    login_as("bj_head")
+    fragment = client.get("/access/?status=rejected", htmx=True).get_data(as_text=True)
+    assert "<html" not in fragment and 'id="access-table"' in fragment
+    assert other.number in fragment and mine.number not in fragment and "重复申请" in fragment
+
+
+@pytest.mark.parametrize("end", ["submitted", "signed", "approved", "executed", "rejected",
+                                 "withdrawn"])
+def test_every_state_renders_on_every_page(client, login_as, user, end):
+    target = make_user(roles=("staff_sender",))
+    req = make_access_request(applicant="bj_staff", kind="change", target_user_id=target.id,
+                              roles=["unit_head"])
+    steps = {"signed": ["bj_head"], "approved": ["bj_head", "approver"],
+             "executed": ["bj_head", "approver", "admin"]}
+    for who in steps.get(end, []):
+        {"bj_head": access.sign, "approver": access.approve, "admin": access.execute}[who](
+            user(who), req.id)
+    if end == "rejected":
+        access.reject(user("bj_head"), req.id, "不符合岗位要求")
+    if end == "withdrawn":
+        access.withdraw(user("bj_staff"), req.id)
+    db.session.commit()
+    login_as("admin")
+    for url in (f"/access/{req.id}", f"/access/{req.id}/print", f"/access/{req.id}/execute",
+                "/access/", "/access/inbox", "/dashboard", f"/admin/users/{target.id}"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+    label = {"submitted": "等待部门负责人签字", "signed": "等待公司审批", "approved": "等待执行",
+             "executed": "已执行", "rejected": "已退回", "withdrawn": "已撤回"}[end]
+    assert label in client.get(f"/access/{req.id}").get_data(as_text=True)
