@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install translations lint bench-import bench-search clean
+.PHONY: run test install translations lint bench-import bench-search bench-audience clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench-import: install translations
 ## TEST_DATABASE_URL), in a schema of its own that is dropped afterwards; JSON p50/p95/max ms.
 bench-search: install translations
 	$(BIN)/python scripts/bench_search.py $(BENCH_ARGS)
+
+## make bench-audience: the audience preview at 1,000,000 customers on PostgreSQL
+## (BENCH_DATABASE_URL, else TEST_DATABASE_URL, else the local test database); JSON out.
+bench-audience: install translations
+	$(BIN)/python scripts/bench_audience.py $(BENCH_ARGS)
 
 clean:
 	rm -rf instance/sms.db instance/redis.db* test-artifacts

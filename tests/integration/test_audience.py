@@ -98,7 +98,9 @@ def test_parse_refuses_malformed_audiences():
 
 
 def _sent(customer, at_local, category="market", n=1):
-    message = make_approved_message(category=category, status="sent")
+    # As the sending area does: the message starts sending, then its recipients are built.
+    message = make_approved_message(category=category, status="sent",
+                                    send_started_at=local_to_utc(at_local))
     for _ in range(n):
         db.session.add(Recipient(message_id=message.id, customer_id=customer.id, mobile=customer.mobile,
                                  status="delivered", created_at=local_to_utc(at_local)))
@@ -234,3 +236,26 @@ def test_message_rows_for_the_sending_area(known):
     rows = db.session.execute(audience.message_rows(message, local_to_utc(datetime(2030, 1, 10, 15, 0)))).all()
     assert {r.customer_id for r in rows if r.reason is None} == {known["b"].id, known["c"].id,
                                                                  known["dup"].id}
+
+
+def test_preview_counts_equal_the_rows_the_send_builds(known):
+    """The fast count and the per-row select agree, duplicates and caps included."""
+    bj = unit("BJ01")
+    make_customer(mobile="13900000002", consent="refused")  # shares b's number, excluded anyway
+    make_customer(mobile="13900000003", carrier="china_telecom")  # a pair, carriers differing
+    _sent(known["c"], datetime(2030, 1, 10, 9, 0), n=2)
+    send_at = local_to_utc(datetime(2030, 1, 10, 15, 0))
+    for category in ("market", "notice"):
+        p = audience.preview(_spec(branches=[bj.id]), unit=bj, category=category, send_at=send_at)
+        rows = db.session.execute(audience.rows_select(_spec(branches=[bj.id]), unit=bj,
+                                                       category=category, send_at=send_at)).all()
+        from_rows, carriers = {}, {}
+        for r in rows:
+            from_rows[r.reason] = from_rows.get(r.reason, 0) + 1
+            if r.reason is None:
+                carriers[r.carrier] = carriers.get(r.carrier, 0) + 1
+        assert p.eligible == from_rows.pop(None)
+        assert {k: v for k, v in p.excluded.items() if v} == from_rows
+        assert p.by_carrier == carriers
+        # c is over the market cap, so the customer sharing its number receives instead.
+        assert p.excluded["duplicate"] == (1 if category == "market" else 2)
