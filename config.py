@@ -84,6 +84,27 @@ class Config:
     # the daily consent inquiry, Asia/Shanghai wall-clock time.
     CONSENT_INQUIRY_TIME = os.environ.get("CONSENT_INQUIRY_TIME", "15:00")
 
+    # CRM import (R-20 to R-22; docs/crm-import.md). The daily task imports the newest
+    # customers_YYYYMMDD.csv of CRM_IMPORT_DIR at CRM_IMPORT_TIME (Asia/Shanghai), or runs
+    # CRM_SQL_QUERY against CRM_DATABASE_URL when CRM_IMPORT_SOURCE is "sql".
+    CRM_IMPORT_DIR = os.environ.get("CRM_IMPORT_DIR", str(BASE_DIR / "instance" / "crm"))
+    CRM_UPLOAD_DIR = os.environ.get("CRM_UPLOAD_DIR", "")  # empty: CRM_IMPORT_DIR/uploads
+    CRM_IMPORT_MAX_BYTES = _env_int("CRM_IMPORT_MAX_BYTES", 300 * 1024 * 1024)
+    # An import adding at least this many customers, and more than exist, rebuilds the
+    # customer indexes instead of maintaining them row by row (bulk load).
+    CRM_IMPORT_BULK_ROWS = _env_int("CRM_IMPORT_BULK_ROWS", 100_000)
+    # The largest upload the system takes is the CRM extract; Werkzeug refuses a bigger
+    # request body (413) before reading it.
+    MAX_CONTENT_LENGTH = CRM_IMPORT_MAX_BYTES + 1024 * 1024
+    CRM_IMPORT_TIME = os.environ.get("CRM_IMPORT_TIME", "06:30")
+    CRM_IMPORT_SOURCE = os.environ.get("CRM_IMPORT_SOURCE", "file")  # file | sql
+    CRM_DATABASE_URL = os.environ.get("CRM_DATABASE_URL", "")
+    CRM_SQL_QUERY = os.environ.get(
+        "CRM_SQL_QUERY",
+        "SELECT crm_id, name, mobile, branch_code, manager, opened_on, risk_level, tags, status "
+        "FROM crm_customers",
+    )
+
 
 class DevConfig(Config):
     DEBUG = False

@@ -206,3 +206,35 @@ def make_recipient(message, customer=None, **overrides):
     db.session.add(recipient)
     db.session.commit()
     return recipient
+
+
+CRM_HEADER = "crm_id,name,mobile,branch_code,manager,opened_on,risk_level,tags,status"
+
+
+def make_crm_row(crm_id: str, **overrides) -> str:
+    """One CSV line of a CRM extract: a valid active BJ01 customer served by bj_staff."""
+    values = dict(name="张三", mobile="13812345678", branch_code="BJ01", manager="bj_staff",
+                  opened_on="2024-03-01", risk_level="C3", tags="", status="active")
+    values.update(overrides)
+    cells = [crm_id] + [values[k] for k in ("name", "mobile", "branch_code", "manager",
+                                            "opened_on", "risk_level", "tags", "status")]
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(cells)
+    return buf.getvalue()
+
+
+def make_crm_extract(path, rows, *, encoding="utf-8", header=CRM_HEADER):
+    """Write a CRM extract (``rows``: lines from ``make_crm_row`` or raw text) to ``path``.
+
+    ``encoding``: "utf-8", "utf-8-sig" (with BOM) or "gb18030", as the CRM exports them.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\r\n".join(([header] if header is not None else []) + list(rows)) + "\r\n"
+    path.write_bytes(text.encode(encoding))
+    return path

@@ -10,6 +10,7 @@ from app.models.customers import (
     Handover,
     MobileCheck,
 )
+from app.models.imports import ImportRowError, ImportRun
 from app.models.messages import (
     AudienceUpload,
     AudienceUploadRow,
@@ -42,6 +43,8 @@ __all__ = [
     "CustomerTag",
     "DeliveryReport",
     "Handover",
+    "ImportRowError",
+    "ImportRun",
     "InboundReply",
     "MobileCheck",
     "LoginEvent",
