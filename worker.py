@@ -87,7 +87,8 @@ def run_worker(app, queues: list[str], on_sigterm) -> None:
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
             continue
-        if getattr(worker, "_stop_requested", False):
+        # RQ records a requested (warm) shutdown here; only an unasked exit is retried.
+        if getattr(worker, "_shutdown_requested_date", None) or getattr(worker, "_stop_requested", False):
             return
         logging.getLogger("worker").warning("the worker quit unasked; starting it again")
         time.sleep(delay)

@@ -10,7 +10,9 @@ from app.extensions import db
 from app.models import Customer, InboundReply, Message, Recipient
 from app.services import sending
 from tests.factories import make_approved_message, make_customer
-from tests.kannel.fixtures import kannel, live_app, wait_for  # noqa: F401 (fixtures)
+from tests.kannel import wait_for
+
+pytest_plugins = ["tests.kannel.fixtures"]
 
 
 def _statuses(message_id: int) -> Counter:

@@ -237,3 +237,16 @@ class KannelPeer:
         finally:
             os.close(fd)
         time.sleep(0.3)
+
+
+def wait_for(predicate, seconds: float, step: float = 0.2, what: str = "condition", context=None):
+    """Poll ``predicate`` until it returns something true (returned); AssertionError after
+    ``seconds``, with the tail of ``context()`` (e.g. a worker's log) in the message."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    detail = f"\n{context()[-4000:]}" if context is not None else ""
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}{detail}")

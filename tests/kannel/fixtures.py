@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -122,7 +121,11 @@ class WorkerProcess:
                 os.kill(pid, signal.SIGKILL)
 
     def output(self) -> str:
-        return self.log.read_text("utf-8", "replace") if self.log.exists() else ""
+        """The worker's log without RQ's scheduler-lock chatter."""
+        if not self.log.exists():
+            return ""
+        lines = self.log.read_text("utf-8", "replace").splitlines()
+        return "\n".join(line for line in lines if "Scheduler lock" not in line)
 
 
 @pytest.fixture
@@ -180,13 +183,3 @@ def dedicated_redis(app, tmp_path):
     app.config["REDIS_URL"] = saved_url
     if saved_client is not None:
         app.extensions["redis"] = saved_client
-
-
-def wait_for(predicate, seconds: float, step: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
