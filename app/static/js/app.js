@@ -6,7 +6,15 @@ document.addEventListener("htmx:configRequest", function (event) {
     event.detail.headers["X-CSRFToken"] = field.value;
   }
 });
-// Elements with data-confirm ask before their request goes out.
+
+// Elements with data-confirm ask once before their request goes out: htmx asks for the
+// requests it makes (hx-post, boosted forms), the submit listener for plain forms.
+function handledByHtmx(form) {
+  if (!window.htmx) { return false; }
+  if (form.hasAttribute("hx-post") || form.hasAttribute("hx-get")) { return true; }
+  var boosted = form.closest("[hx-boost]");
+  return !!boosted && boosted.getAttribute("hx-boost") === "true";
+}
 document.addEventListener("htmx:confirm", function (event) {
   var el = event.detail.elt;
   var question = el && el.getAttribute("data-confirm");
@@ -18,5 +26,5 @@ document.addEventListener("htmx:confirm", function (event) {
 document.addEventListener("submit", function (event) {
   var form = event.target;
   var question = form.getAttribute && form.getAttribute("data-confirm");
-  if (question && !form.hasAttribute("hx-post") && !window.confirm(question)) { event.preventDefault(); }
+  if (question && !handledByHtmx(form) && !window.confirm(question)) { event.preventDefault(); }
 }, true);
