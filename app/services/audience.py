@@ -467,7 +467,8 @@ def _customer_counts(spec, unit, category, send_at, exclude_message_id):
     without its window over every row, so a million customers count in well under a second.
 
     1. every row's first reason (or none), grouped: one parallel scan;
-    2. the numbers shared by several customers, from the mobile index alone;
+    2. the numbers shared by several customers: for a company-wide audience from the
+       mobile index alone, for a branch-sized one from its own rows;
     3. among the eligible rows with such a number, all but one per number are duplicates
        (``rows_select`` keeps the lowest id: the count is the same).
     """
@@ -483,13 +484,20 @@ def _customer_counts(spec, unit, category, send_at, exclude_message_id):
     counts = {(reason, carrier): n for reason, carrier, n in grouped}
     if not any(reason is None for reason, _c in counts):
         return [(r, c, n) for (r, c), n in counts.items()]
-    shared = _shared_mobiles(pg)
-    if not shared:
-        return [(r, c, n) for (r, c), n in counts.items()]
-    if pg:
-        in_shared = base.c.mobile == any_(bindparam("shared", shared, type_=ARRAY(String)))
+    if _is_narrow(spec, unit):
+        # A branch-sized audience finds its shared numbers among its own rows.
+        in_shared = base.c.mobile.in_(
+            select(base.c.mobile).where(base.c.reason.is_(None))
+            .group_by(base.c.mobile).having(func.count() > 1)
+        )
     else:
-        in_shared = base.c.mobile.in_(shared)
+        shared = _shared_mobiles(pg)
+        if not shared:
+            return [(r, c, n) for (r, c), n in counts.items()]
+        if pg:
+            in_shared = base.c.mobile == any_(bindparam("shared", shared, type_=ARRAY(String)))
+        else:
+            in_shared = base.c.mobile.in_(shared)
     shared_rows = (
         select(base.c.carrier.label("carrier"),
                func.row_number().over(partition_by=base.c.mobile,
@@ -518,7 +526,7 @@ def _shared_mobiles(pg: bool) -> list[str]:
         try:
             return list(db.session.execute(query.order_by(c.mobile)).scalars())
         finally:
-            db.session.execute(text("SET LOCAL enable_hashagg = on"))
+            db.session.execute(text("SET LOCAL enable_hashagg TO DEFAULT"))
     return list(db.session.execute(query).scalars())
 
 

@@ -445,12 +445,3 @@ def warnings_of(message: Message) -> list[dict]:
     except ValueError:
         return []
 
-
-# ------------------------------------------------------------------ demo
-
-def seed_demo_staff_mobiles() -> None:
-    """Give the demo users mobiles so internal notices have recipients in the demo."""
-    users = db.session.execute(select(User).order_by(User.id)).scalars().all()
-    for n, user in enumerate(users, start=1):
-        if not user.mobile:
-            user.mobile = f"1380010{n:04d}"

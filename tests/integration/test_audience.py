@@ -238,16 +238,22 @@ def test_message_rows_for_the_sending_area(known):
                                                                  known["dup"].id}
 
 
-def test_preview_counts_equal_the_rows_the_send_builds(known):
-    """The fast count and the per-row select agree, duplicates and caps included."""
+@pytest.mark.parametrize("narrow_up_to", [10, 0])
+def test_preview_counts_equal_the_rows_the_send_builds(known, monkeypatch, narrow_up_to):
+    """The fast count and the per-row select agree, duplicates and caps included, both for
+    a branch-sized audience and a company-wide one (shared numbers from the whole table,
+    caps counted over every recent send)."""
+    monkeypatch.setattr(audience, "NARROW_BRANCHES", narrow_up_to)
     bj = unit("BJ01")
+    author_unit = unit("OPS")  # an HQ department: scope is every branch
     make_customer(mobile="13900000002", consent="refused")  # shares b's number, excluded anyway
     make_customer(mobile="13900000003", carrier="china_telecom")  # a pair, carriers differing
     _sent(known["c"], datetime(2030, 1, 10, 9, 0), n=2)
     send_at = local_to_utc(datetime(2030, 1, 10, 15, 0))
     for category in ("market", "notice"):
-        p = audience.preview(_spec(branches=[bj.id]), unit=bj, category=category, send_at=send_at)
-        rows = db.session.execute(audience.rows_select(_spec(branches=[bj.id]), unit=bj,
+        p = audience.preview(_spec(branches=[bj.id]), unit=author_unit, category=category,
+                             send_at=send_at)
+        rows = db.session.execute(audience.rows_select(_spec(branches=[bj.id]), unit=author_unit,
                                                        category=category, send_at=send_at)).all()
         from_rows, carriers = {}, {}
         for r in rows:
