@@ -23,6 +23,11 @@ def init_cli(app: Flask) -> None:
             click.echo(f"Seeded {len(DEMO_USERS)} demo users, password {DEMO_PASSWORD}.")
         else:
             click.echo("Users exist already; demo seed skipped.")
+        from app.services.crm_demo import seed_demo_customers
+
+        run = seed_demo_customers()
+        if run is not None:
+            click.echo(f"Imported {run.count_new} demo customers (CRM import #{run.id}).")
 
     @audit_cli.command("verify")
     def audit_verify():
@@ -52,3 +57,7 @@ def init_cli(app: Flask) -> None:
     app.cli.add_command(demo)
     app.cli.add_command(audit_cli)
     app.cli.add_command(roles_cli)
+
+    from app.cli_crm import register as register_crm
+
+    register_crm(app)

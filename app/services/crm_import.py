@@ -752,8 +752,8 @@ def accept_upload(stream, filename: str, *, user: User) -> ImportRun:
             if written > limit:
                 out.close()
                 path.unlink(missing_ok=True)
-                raise ValidationError(gettext(FATAL_ERRORS["too_large"], size_mb=f">{_mb(limit)}",
-                                              max_mb=_mb(limit)))
+                raise ValidationError(ImportFailed("too_large", size_mb=f">{_mb(limit)}",
+                                                   max_mb=_mb(limit)).message)
             out.write(chunk)
     try:
         info = FileSource(path, limit).inspect()
@@ -777,7 +777,7 @@ def create_sql_run(*, user: User | None = None) -> ImportRun:
     """Queue a run of ``CRM_SQL_QUERY`` against ``CRM_DATABASE_URL`` (source "sql", whoever
     starts it: a user, the CLI or the daily task); the caller commits."""
     if not current_app.config.get("CRM_DATABASE_URL"):
-        raise ValidationError(gettext(FATAL_ERRORS["sql_config"]))
+        raise ValidationError(ImportFailed("sql_config").message)
     return _new_run("sql", filename="CRM_SQL_QUERY", user=user)
 
 
@@ -872,8 +872,8 @@ def mark_failed(run_id: int, code: str, params: dict | None = None) -> ImportRun
     run.error_message = FATAL_ERRORS[code] % params if code in FATAL_ERRORS else code
     run.finished_at = utcnow()
     audit.record("crm_import.failed", actor=run.started_by, target=run,
-                 details={"source": run.source, "filename": run.filename, "error": code,
-                          **params})
+                 details={"source": run.source, "filename": run.filename, "reason": code,
+                          "params": params})
     db.session.commit()
     return run
 
@@ -1196,7 +1196,8 @@ def error_csv_rows(run_id: int) -> Iterator[list]:
         last = (batch[-1].line_no, batch[-1].id)
 
 
-ERROR_CSV_HEADER = (N_("Line"), N_("CRM id"), N_("Field"), N_("Problem"), N_("Value"), N_("Row"))
+ERROR_CSV_HEADER = (N_("Line"), N_("CRM id"), N_("Field"), N_("Problem"), N_("Value"),
+                    N_("Row as read"))
 
 
 def error_csv_header() -> list[str]:

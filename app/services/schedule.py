@@ -47,6 +47,10 @@ MINUTE_TASKS.append(MinuteTask("sending.recover", "app.jobs.sending.recover"))
 DAILY_TASKS.append(DailyTask("consent_inquiry", "CONSENT_INQUIRY_TIME", "15:00",
                              "app.jobs.sending.consent_inquiry"))
 
+# Customers: the T+1 CRM import of the newest extract.
+DAILY_TASKS.append(DailyTask("crm_import", "CRM_IMPORT_TIME", "06:30",
+                             "app.jobs.imports.daily_import"))
+
 
 def _task_time(task: DailyTask) -> time:
     raw = current_app.config.get(task.config_key) or task.default_time

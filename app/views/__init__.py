@@ -6,6 +6,7 @@ from app.views.audit import bp as audit_bp
 from app.views.auth import bp as auth_bp
 from app.views.callcentre import bp as callcentre_bp
 from app.views.customers import bp as customers_bp
+from app.views.imports import bp as imports_bp
 from app.views.inbox import bp as inbox_bp
 from app.views.main import bp as main_bp
 from app.views.messages import bp as messages_bp
@@ -22,3 +23,5 @@ BLUEPRINTS += [messages_bp, inbox_bp, rules_bp]
 BLUEPRINTS += [sending_bp, replies_bp, simulator_bp, webhooks_bp]
 # Permission applications (issue 6).
 BLUEPRINTS += [access_bp]
+# CRM import (issue 3).
+BLUEPRINTS += [imports_bp]

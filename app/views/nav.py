@@ -26,6 +26,7 @@ NAV: list[NavEntry] = [
     NavEntry("customers.list_checks", _l("Mobile checks"), ("customer.verify_mobile",),
              "customers_checks"),
     NavEntry("callcentre.find_customers", _l("Opt-out by phone"), ("customer.opt_out",)),
+    NavEntry("imports.list_runs", _l("CRM import"), ("customer.import",)),
     NavEntry("messages.list_messages", _l("Messages"), ("message.view",)),
     NavEntry("inbox.list_pending", _l("Approvals"), ("message.approve", "message.review_advisory"),
              "inbox"),
