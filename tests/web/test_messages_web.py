@@ -88,7 +88,7 @@ def test_forged_category_is_refused_and_nothing_is_saved(client, login_as, custo
     before = _message_count()
     response = client.post("/messages/new", _draft_form(category="advisory", action="submit"))
     assert response.status_code == 403
-    assert "Art 13" in response.get_data(as_text=True)
+    assert "第十三条" in response.get_data(as_text=True)  # the error names the article
     assert _message_count() == before
 
 
