@@ -117,7 +117,7 @@ def list_recipients(message_id: int):
     rows = rows[:size]
     return render_page_or_partial(
         "sending/recipients.html", "sending/_recipients.html",
-        send_message=message, rows=rows, status=status, statuses=RECIPIENT_STATUSES,
+        send_message=message, rows=rows, outcome=status, statuses=RECIPIENT_STATUSES,
         counts=sending.outcome_counts(message.id), status_labels=STATUS_LABELS,
         next_after=rows[-1][0].id if more else None, after=after)
 
@@ -138,21 +138,28 @@ def export_recipients(message_id: int):
     def fmt(moment):
         return to_local(moment).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
+    columns = (Recipient.id, Customer.crm_id, Customer.name, Recipient.mobile, Recipient.status,
+               Recipient.reason, Recipient.segments, Recipient.cost, Recipient.attempts,
+               Recipient.submitted_at, Recipient.finished_at)
+
     def rows():
+        # Plain rows, not ORM objects: a million of them must not pile up in the session.
         after = 0
         while True:
-            chunk = db.session.execute(
-                _recipient_query(message.id, status).where(Recipient.id > after)
-                .order_by(Recipient.id).limit(5000)
-            ).all()
+            query = (select(*columns).outerjoin(Customer, Customer.id == Recipient.customer_id)
+                     .where(Recipient.message_id == message.id, Recipient.id > after))
+            if status in RECIPIENT_STATUSES:
+                query = query.where(Recipient.status == status)
+            chunk = db.session.execute(query.order_by(Recipient.id).limit(5000)).all()
             if not chunk:
                 return
-            for r, name, crm_id in chunk:
-                yield [r.id, crm_id or "", name or "", r.mobile if full_mobiles else scope.mask_mobile(r.mobile),
-                       recipient_status_label(r.status), recipient_reason_label(r.reason),
-                       r.segments, r.cost, r.attempts, fmt(r.submitted_at), fmt(r.finished_at)]
-            after = chunk[-1][0].id
-            db.session.expunge_all()
+            for (rid, crm_id, name, mobile, outcome, reason, segs, cost, attempts,
+                 submitted_at, finished_at) in chunk:
+                yield [rid, crm_id or "", name or "",
+                       mobile if full_mobiles else scope.mask_mobile(mobile),
+                       recipient_status_label(outcome), recipient_reason_label(reason),
+                       segs, cost, attempts, fmt(submitted_at), fmt(finished_at)]
+            after = chunk[-1][0]
 
     filename = f"message-{message.id}-recipients.csv"
     return Response(stream_with_context(stream_csv(header, rows())),
