@@ -36,15 +36,61 @@ from app.extensions import db  # noqa: E402
 
 TARGET_MS = 200
 
-SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
-                "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵"
-                "万钱严覃武戴莫孔向汤")
-GIVEN = list("伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉萍红娥玲芬燕鹏辉建国建华志强晓东"
-             "海波宇浩然子涵梓轩欣怡雨桐思远文博嘉怡佳琪俊杰天佑梦瑶诗涵一鸣丫欢乐成林峰雪梅春兰秋菊冬")
-TAGS = ["基金", "港股", "两融", "期权", "债券", "理财", "科创板", "北交所", "ETF", "可转债", "新股", "养老"]
-PREFIXES = ["130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151", "152",
-            "153", "155", "156", "157", "158", "159", "180", "181", "182", "183", "185", "186",
-            "187", "188", "189", "177", "199", "198"]
+SURNAMES = list(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
+    "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵"
+    "万钱严覃武戴莫孔向汤"
+)
+GIVEN = list(
+    "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉萍红娥玲芬燕鹏辉建国建华志强晓东"
+    "海波宇浩然子涵梓轩欣怡雨桐思远文博嘉怡佳琪俊杰天佑梦瑶诗涵一鸣丫欢乐成林峰雪梅春兰秋菊冬"
+)
+TAGS = [
+    "基金",
+    "港股",
+    "两融",
+    "期权",
+    "债券",
+    "理财",
+    "科创板",
+    "北交所",
+    "ETF",
+    "可转债",
+    "新股",
+    "养老",
+]
+PREFIXES = [
+    "130",
+    "131",
+    "132",
+    "133",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "153",
+    "155",
+    "156",
+    "157",
+    "158",
+    "159",
+    "180",
+    "181",
+    "182",
+    "183",
+    "185",
+    "186",
+    "187",
+    "188",
+    "189",
+    "177",
+    "199",
+    "198",
+]
 
 
 def _sql_array(items: list[str]) -> str:
@@ -75,33 +121,48 @@ def build(app, n: int, branches: int, staff_per_branch: int) -> dict:
         conn.execute(text("SELECT setseed(0.42)"))
         have = conn.execute(text("SELECT count(*) FROM units WHERE kind = 'branch'")).scalar()
         extra = max(branches - have, 0)
-        conn.execute(text("""
+        conn.execute(
+            text("""
             INSERT INTO units (code, name, name_en, kind, is_market, is_research, is_finance,
                                is_call_centre, active)
             SELECT 'BR' || lpad(g::text, 3, '0'), '测试营业部' || g, 'Bench branch ' || g, 'branch',
                    false, false, false, false, true
             FROM generate_series(1, :extra) g
-        """), {"extra": extra})
-        pw = conn.execute(text("SELECT password_hash FROM users WHERE username = 'bj_staff'")).scalar()
-        conn.execute(text("""
+        """),
+            {"extra": extra},
+        )
+        pw = conn.execute(
+            text("SELECT password_hash FROM users WHERE username = 'bj_staff'")
+        ).scalar()
+        conn.execute(
+            text("""
             INSERT INTO users (username, display_name, unit_id, post, password_hash,
                                must_change_password, active, failed_logins, session_version)
             SELECT 'bench_' || u.code || '_' || k, u.name || '客户经理' || k, u.id, '', :pw,
                    false, true, 0, 1
             FROM units u CROSS JOIN generate_series(1, :per) k
             WHERE u.kind = 'branch'
-        """), {"pw": pw, "per": staff_per_branch})
+        """),
+            {"pw": pw, "per": staff_per_branch},
+        )
         # The search indexes go for the load and come back from their own definitions.
-        defs = conn.execute(text("""
+        defs = conn.execute(
+            text("""
             SELECT i.indexname, i.indexdef FROM pg_indexes i
             WHERE i.schemaname = current_schema() AND i.tablename IN ('customers', 'customer_tags')
               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)
-        """)).all()
+        """)
+        ).all()
         for name, _ in defs:
             conn.execute(text(f'DROP INDEX "{name}"'))
-        surnames, given, tags, prefixes = (_sql_array(SURNAMES), _sql_array(GIVEN),
-                                           _sql_array(TAGS), _sql_array(PREFIXES))
-        conn.execute(text(f"""
+        surnames, given, tags, prefixes = (
+            _sql_array(SURNAMES),
+            _sql_array(GIVEN),
+            _sql_array(TAGS),
+            _sql_array(PREFIXES),
+        )
+        conn.execute(
+            text(f"""
             WITH b AS (
                 SELECT row_number() OVER (ORDER BY u.id) - 1 AS idx, u.id AS unit_id,
                        array_agg(s.id ORDER BY s.id) AS staff
@@ -142,11 +203,15 @@ def build(app, n: int, branches: int, staff_per_branch: int) -> dict:
                         ELSE 'undetermined' END,
                    now() AT TIME ZONE 'UTC', '', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
             FROM g JOIN b ON b.idx = g.g % (SELECT n FROM nb)
-        """), {"n": n})
-        conn.execute(text("""
+        """),
+            {"n": n},
+        )
+        conn.execute(
+            text("""
             INSERT INTO customer_tags (customer_id, tag)
             SELECT DISTINCT id, t FROM customers, unnest(string_to_array(tags, ';')) t WHERE t <> ''
-        """))
+        """)
+        )
         timings["generate_s"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         conn.execute(text("SET maintenance_work_mem = '512MB'"))
@@ -162,9 +227,11 @@ def build(app, n: int, branches: int, staff_per_branch: int) -> dict:
 
 def _samples(rng: random.Random, repeat: int) -> dict:
     """Search terms drawn from the generated data, so every query finds what people look for."""
-    rows = db.session.execute(text(
-        "SELECT name, crm_id, mobile, mobile_tail FROM customers TABLESAMPLE SYSTEM (1) LIMIT 2000"
-    )).all()
+    rows = db.session.execute(
+        text(
+            "SELECT name, crm_id, mobile, mobile_tail FROM customers TABLESAMPLE SYSTEM (1) LIMIT 2000"
+        )
+    ).all()
     rng.shuffle(rows)
     three = [r.name for r in rows if len(r.name) == 3][:repeat]
     return {
@@ -188,37 +255,65 @@ def run_queries(app, repeat: int, explain: bool) -> dict:
     with app.app_context():
         users = {
             "branch": db.session.execute(
-                db.select(User).where(User.username == "bj_staff")).scalar_one(),
+                db.select(User).where(User.username == "bj_staff")
+            ).scalar_one(),
             "all_units": db.session.execute(
-                db.select(User).where(User.username == "admin")).scalar_one(),
+                db.select(User).where(User.username == "admin")
+            ).scalar_one(),
         }
         db.session.expunge_all()  # kept only for their ids and unit
         samples = _samples(rng, repeat)
         bj = users["branch"]
-        bj_staff_ids = db.session.execute(text(
-            "SELECT id FROM users WHERE unit_id = :u ORDER BY id"), {"u": bj.unit_id}).scalars().all()
+        bj_staff_ids = (
+            db.session.execute(
+                text("SELECT id FROM users WHERE unit_id = :u ORDER BY id"), {"u": bj.unit_id}
+            )
+            .scalars()
+            .all()
+        )
 
         cases: list[tuple[str, list[CustomerFilters]]] = [
-            (name, [CustomerFilters(q=t) for t in terms]) for name, terms in samples.items()]
+            (name, [CustomerFilters(q=t) for t in terms]) for name, terms in samples.items()
+        ]
         cases += [
             ("no_term_first_page", [CustomerFilters()] * repeat),
-            ("consent_refused_risk_c5", [CustomerFilters(consent="refused", risk_level="C5")] * repeat),
+            (
+                "consent_refused_risk_c5",
+                [CustomerFilters(consent="refused", risk_level="C5")] * repeat,
+            ),
             ("tag", [CustomerFilters(tag=rng.choice(TAGS)) for _ in range(repeat)]),
-            ("surname_consent_undetermined",
-             [CustomerFilters(q=t, consent="undetermined") for t in samples["surname_1_char"]]),
-            ("name_3_chars_risk_closed",
-             [CustomerFilters(q=t, risk_level="C2", status="closed") for t in samples["name_3_chars"]]),
+            (
+                "surname_consent_undetermined",
+                [CustomerFilters(q=t, consent="undetermined") for t in samples["surname_1_char"]],
+            ),
+            (
+                "name_3_chars_risk_closed",
+                [
+                    CustomerFilters(q=t, risk_level="C2", status="closed")
+                    for t in samples["name_3_chars"]
+                ],
+            ),
         ]
         branch_only = [
-            ("serving_staff", [CustomerFilters(manager_id=rng.choice(bj_staff_ids))
-                               for _ in range(repeat)]),
-            ("serving_staff_tag_agreed",
-             [CustomerFilters(manager_id=rng.choice(bj_staff_ids), tag=rng.choice(TAGS),
-                              consent="agreed") for _ in range(repeat)]),
+            (
+                "serving_staff",
+                [CustomerFilters(manager_id=rng.choice(bj_staff_ids)) for _ in range(repeat)],
+            ),
+            (
+                "serving_staff_tag_agreed",
+                [
+                    CustomerFilters(
+                        manager_id=rng.choice(bj_staff_ids), tag=rng.choice(TAGS), consent="agreed"
+                    )
+                    for _ in range(repeat)
+                ],
+            ),
         ]
         all_only = [
-            ("one_branch_filter_surname",
-             [CustomerFilters(q=t, branch_id=bj.unit_id) for t in samples["surname_1_char"]]),
+            (
+                "one_branch_filter_surname",
+                [CustomerFilters(q=t, branch_id=bj.unit_id) for t in samples["surname_1_char"]],
+            ),
         ]
         plan = []
         for who, user in users.items():
@@ -242,7 +337,9 @@ def run_queries(app, repeat: int, explain: bool) -> dict:
                     "median_matches": int(statistics.median(matches)),
                 }
                 if explain:
-                    plan.append((results[f"{name}/{who}"]["p95_ms"], name, who, filters_list[0], user))
+                    plan.append(
+                        (results[f"{name}/{who}"]["p95_ms"], name, who, filters_list[0], user)
+                    )
         if explain:
             for p95, name, who, f, user in sorted(plan, key=lambda x: x[0], reverse=True)[:3]:
                 user = db.session.get(User, user.id)
@@ -253,9 +350,13 @@ def run_queries(app, repeat: int, explain: bool) -> dict:
                     ("page", query.order_by(db.text("crm_id")).limit(50)),
                 ):
                     compiled = stmt.compile(db.engine, compile_kwargs={"literal_binds": True})
-                    rows = db.session.execute(text("EXPLAIN ANALYZE " + str(compiled))).scalars().all()
-                    print(f"--- {name}/{who} p95 {p95} ms, {label}:\n" + "\n".join(rows),
-                          file=sys.stderr)
+                    rows = (
+                        db.session.execute(text("EXPLAIN ANALYZE " + str(compiled))).scalars().all()
+                    )
+                    print(
+                        f"--- {name}/{who} p95 {p95} ms, {label}:\n" + "\n".join(rows),
+                        file=sys.stderr,
+                    )
     return results
 
 
@@ -285,8 +386,11 @@ def main() -> int:
 
     url = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") or ""
     if not url.startswith("postgresql"):
-        print("bench-search needs PostgreSQL: set DATABASE_URL or TEST_DATABASE_URL to "
-              "postgresql://...", file=sys.stderr)
+        print(
+            "bench-search needs PostgreSQL: set DATABASE_URL or TEST_DATABASE_URL to "
+            "postgresql://...",
+            file=sys.stderr,
+        )
         return 2
     schema = f"bench_search_{uuid.uuid4().hex[:8]}"
     engine = create_engine(url)
@@ -306,22 +410,28 @@ def main() -> int:
                 conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
         engine.dispose()
     worst = max(q["p95_ms"] for q in queries.values())
-    print(json.dumps({
-        "benchmark": "customer search",
-        "database": f"PostgreSQL {version}",
-        "customers": args.customers,
-        "branches": args.branches,
-        "page_size": 50,
-        "count_cap": svc_count_cap(),
-        **timings,
-        # The machine is shared: a high load average makes every figure slower and noisier.
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "cpus": os.cpu_count(),
-        "target_ms": TARGET_MS,
-        "worst_p95_ms": worst,
-        "ok": worst < TARGET_MS,
-        "queries": queries,
-    }, ensure_ascii=False, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "customer search",
+                "database": f"PostgreSQL {version}",
+                "customers": args.customers,
+                "branches": args.branches,
+                "page_size": 50,
+                "count_cap": svc_count_cap(),
+                **timings,
+                # The machine is shared: a high load average makes every figure slower and noisier.
+                "load_avg_1m": round(os.getloadavg()[0], 2),
+                "cpus": os.cpu_count(),
+                "target_ms": TARGET_MS,
+                "worst_p95_ms": worst,
+                "ok": worst < TARGET_MS,
+                "queries": queries,
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
     return 0
 
 

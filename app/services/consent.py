@@ -54,42 +54,72 @@ def _check_request(new_state: str, channel: str, actor: User | None, evidence: s
         raise ValidationError(_("Unknown consent channel: %(value)s", value=channel))
     evidence = (evidence or "").strip()
     if len(evidence) > EVIDENCE_MAX:
-        raise ValidationError(_("The evidence is too long (at most %(n)s characters).", n=EVIDENCE_MAX))
+        raise ValidationError(
+            _("The evidence is too long (at most %(n)s characters).", n=EVIDENCE_MAX)
+        )
     if new_state not in ALLOWED[channel]:
-        raise ValidationError(_("The channel %(channel)s cannot set consent to %(state)s.",
-                                channel=channel, state=new_state))
+        raise ValidationError(
+            _(
+                "The channel %(channel)s cannot set consent to %(state)s.",
+                channel=channel,
+                state=new_state,
+            )
+        )
     needed = CHANNEL_PERMISSION.get(channel)
     if needed:
         if actor is None:
-            raise PermissionDenied(_("A consent change by %(channel)s needs the user who made it.",
-                                     channel=channel))
+            raise PermissionDenied(
+                _("A consent change by %(channel)s needs the user who made it.", channel=channel)
+            )
         if not actor.can(needed):
             raise PermissionDenied()
     if channel == "sms_reply" and not evidence:
         raise ValidationError(_("A consent change by SMS reply needs the reply text as evidence."))
     if channel == "branch_staff" and new_state == "agreed" and not evidence:
         # Art 26(2)2: staff may only record a consent they obtained by other means, and say how.
-        raise ValidationError(_("Say how the customer's consent was obtained (for example the "
-                                "signed form or the recorded call): evidence is required."))
+        raise ValidationError(
+            _(
+                "Say how the customer's consent was obtained (for example the "
+                "signed form or the recorded call): evidence is required."
+            )
+        )
     if channel == "system" and not evidence:
         raise ValidationError(_("A system consent change needs a reason."))
     return evidence
 
 
-def _record(customer: Customer, old: str, new: str, channel: str, actor: User | None,
-            evidence: str, at) -> ConsentEvent:
-    event = ConsentEvent(customer_id=customer.id, old_state=old, new_state=new, channel=channel,
-                         actor_id=actor.id if actor is not None else None, evidence=evidence, at=at)
+def _record(
+    customer: Customer, old: str, new: str, channel: str, actor: User | None, evidence: str, at
+) -> ConsentEvent:
+    event = ConsentEvent(
+        customer_id=customer.id,
+        old_state=old,
+        new_state=new,
+        channel=channel,
+        actor_id=actor.id if actor is not None else None,
+        evidence=evidence,
+        at=at,
+    )
     db.session.add(event)
     db.session.flush()
-    audit.record("customer.consent_changed", actor=actor, target=customer,
-                 details={"old": old, "new": new, "channel": channel, "evidence": evidence,
-                          "consent_event": event.id})
+    audit.record(
+        "customer.consent_changed",
+        actor=actor,
+        target=customer,
+        details={
+            "old": old,
+            "new": new,
+            "channel": channel,
+            "evidence": evidence,
+            "consent_event": event.id,
+        },
+    )
     return event
 
 
-def change_consent(customer_id: int, new_state: str, *, channel: str, actor: User | None,
-                   evidence: str = "") -> ConsentEvent:
+def change_consent(
+    customer_id: int, new_state: str, *, channel: str, actor: User | None, evidence: str = ""
+) -> ConsentEvent:
     """Move one customer to ``new_state``; returns the consent event. The caller commits.
 
     Fails with ``ValidationError`` (unknown state or channel, a transition the channel may
@@ -107,8 +137,9 @@ def change_consent(customer_id: int, new_state: str, *, channel: str, actor: Use
         scope.check_unit(actor, customer.branch_id)
     old = customer.consent
     if old == new_state:
-        raise Conflict(_("The customer's consent is already “%(state)s”.",
-                         state=state_label(new_state)))
+        raise Conflict(
+            _("The customer's consent is already “%(state)s”.", state=state_label(new_state))
+        )
     now = utcnow()
     customer.consent = new_state
     customer.consent_changed_at = now
@@ -127,8 +158,9 @@ def agree_by_reply(customer_id: int, *, evidence: str) -> ConsentEvent | None:
     return change_consent(customer_id, "agreed", channel="sms_reply", actor=None, evidence=evidence)
 
 
-def refuse_by_mobile(mobile: str, *, channel: str, evidence: str = "",
-                     actor: User | None = None) -> int:
+def refuse_by_mobile(
+    mobile: str, *, channel: str, evidence: str = "", actor: User | None = None
+) -> int:
     """Set every customer with this mobile to refused, set-based (R-34: a refusal from a
     number applies to every customer with that number). Returns how many changed.
 
@@ -148,10 +180,18 @@ def refuse_by_mobile(mobile: str, *, channel: str, evidence: str = "",
     else:
         ids = _refuse_portable(number, channel, evidence, actor_id, unit_ids, now)
     if ids:
-        audit.record("customer.consent_refused_by_mobile", actor=actor, target_type="customers",
-                     target_id=",".join(str(i) for i in ids[:50]),
-                     details={"mobile": scope.mask_mobile(number), "channel": channel,
-                              "evidence": evidence, "customers": len(ids)})
+        audit.record(
+            "customer.consent_refused_by_mobile",
+            actor=actor,
+            target_type="customers",
+            target_id=",".join(str(i) for i in ids[:50]),
+            details={
+                "mobile": scope.mask_mobile(number),
+                "channel": channel,
+                "evidence": evidence,
+                "customers": len(ids),
+            },
+        )
     return len(ids)
 
 
@@ -159,7 +199,9 @@ def _refuse_pg(number, channel, evidence, actor_id, unit_ids, now) -> list[int]:
     """One statement: lock, update and write the events together, so a customer added or
     changed by a concurrent transaction is either fully in or fully out."""
     scope_sql = "AND branch_id = ANY(:units)" if unit_ids is not None else ""
-    rows = db.session.execute(text(f"""
+    rows = (
+        db.session.execute(
+            text(f"""
         WITH target AS (
             SELECT id, consent FROM customers
             WHERE mobile = :mobile AND consent <> 'refused' {scope_sql}
@@ -173,8 +215,19 @@ def _refuse_pg(number, channel, evidence, actor_id, unit_ids, now) -> list[int]:
                                     evidence, at)
         SELECT id, old_state, 'refused', :channel, :actor, :evidence, :now FROM changed
         RETURNING customer_id
-    """), {"mobile": number, "now": now, "channel": channel, "actor": actor_id,
-           "evidence": evidence, "units": list(unit_ids or [])}).scalars().all()
+    """),
+            {
+                "mobile": number,
+                "now": now,
+                "channel": channel,
+                "actor": actor_id,
+                "evidence": evidence,
+                "units": list(unit_ids or []),
+            },
+        )
+        .scalars()
+        .all()
+    )
     db.session.expire_all()  # customers loaded in this session now hold a stale consent
     return sorted(rows)
 
@@ -185,14 +238,24 @@ def _refuse_portable(number, channel, evidence, actor_id, unit_ids, now) -> list
     cond = [Customer.mobile == number, Customer.consent != "refused"]
     if unit_ids is not None:
         cond.append(Customer.branch_id.in_(unit_ids))
-    db.session.execute(insert(ConsentEvent).from_select(
-        ["customer_id", "old_state", "new_state", "channel", "actor_id", "evidence", "at"],
-        select(Customer.id, Customer.consent, literal("refused"), literal(channel),
-               literal(actor_id), literal(evidence), literal(now)).where(*cond),
-    ))
+    db.session.execute(
+        insert(ConsentEvent).from_select(
+            ["customer_id", "old_state", "new_state", "channel", "actor_id", "evidence", "at"],
+            select(
+                Customer.id,
+                Customer.consent,
+                literal("refused"),
+                literal(channel),
+                literal(actor_id),
+                literal(evidence),
+                literal(now),
+            ).where(*cond),
+        )
+    )
     ids = db.session.execute(select(Customer.id).where(*cond)).scalars().all()
     db.session.execute(
-        update(Customer).where(Customer.id.in_(ids))
+        update(Customer)
+        .where(Customer.id.in_(ids))
         .values(consent="refused", consent_changed_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -202,11 +265,16 @@ def _refuse_portable(number, channel, evidence, actor_id, unit_ids, now) -> list
 
 def state_label(state: str) -> str:
     """The state as people read it (同意接收 / 拒绝接收 / 未确定 in Chinese)."""
-    return {"agreed": _("Agreed"), "refused": _("Refused"),
-            "undetermined": _("Undetermined")}.get(state, state)
+    return {"agreed": _("Agreed"), "refused": _("Refused"), "undetermined": _("Undetermined")}.get(
+        state, state
+    )
 
 
 def channel_label(channel: str) -> str:
     """The channel as people read it."""
-    return {"sms_reply": _("SMS reply"), "call_centre": _("Call centre"),
-            "branch_staff": _("Branch staff"), "system": _("System")}.get(channel, channel)
+    return {
+        "sms_reply": _("SMS reply"),
+        "call_centre": _("Call centre"),
+        "branch_staff": _("Branch staff"),
+        "system": _("System"),
+    }.get(channel, channel)

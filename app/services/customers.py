@@ -54,13 +54,16 @@ def normalize_mobile(text: str | None) -> str:
     if compact.isdigit():
         for prefix in ("0086", "86"):
             if compact.startswith(prefix) and len(compact) == 11 + len(prefix):
-                return compact[len(prefix):]
+                return compact[len(prefix) :]
     return compact
 
 
 def _like_escape(text: str) -> str:
-    return (text.replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2).replace("%", _LIKE_ESCAPE + "%")
-            .replace("_", _LIKE_ESCAPE + "_"))
+    return (
+        text.replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2)
+        .replace("%", _LIKE_ESCAPE + "%")
+        .replace("_", _LIKE_ESCAPE + "_")
+    )
 
 
 def term_condition(q: str):
@@ -148,9 +151,15 @@ class CustomerFilters:
 
     def to_args(self) -> dict[str, str]:
         """The filters as URL arguments (for the pager, hidden form fields, hx-push-url)."""
-        out = {"q": self.q, "branch": self.branch_id, "consent": self.consent,
-               "manager": self.manager_id, "risk": self.risk_level, "tag": self.tag,
-               "status": self.status}
+        out = {
+            "q": self.q,
+            "branch": self.branch_id,
+            "consent": self.consent,
+            "manager": self.manager_id,
+            "risk": self.risk_level,
+            "tag": self.tag,
+            "status": self.status,
+        }
         return {k: str(v) for k, v in out.items() if v not in (None, "")}
 
     @property
@@ -212,22 +221,42 @@ def count_capped(query: Select, cap: int | None = COUNT_CAP) -> tuple[int, bool]
     return n, False
 
 
-def paginate(query: Select, *, page: int = 1, per_page: int = 50, cap: int | None = COUNT_CAP,
-             filters: CustomerFilters | None = None) -> SearchPage:
+def paginate(
+    query: Select,
+    *,
+    page: int = 1,
+    per_page: int = 50,
+    cap: int | None = COUNT_CAP,
+    filters: CustomerFilters | None = None,
+) -> SearchPage:
     """Count (capped) and fetch one page ordered by CRM id, with branch and manager loaded."""
     page = max(int(page or 1), 1)
     total, capped = count_capped(query, cap)
     last = max((total + per_page - 1) // per_page, 1)
     page = min(page, last)
-    rows = db.session.execute(
-        query.options(selectinload(Customer.branch), selectinload(Customer.manager))
-        .order_by(Customer.crm_id).offset((page - 1) * per_page).limit(per_page)
-    ).scalars().all()
-    return SearchPage(rows=list(rows), total=total, capped=capped, page=page, per_page=per_page,
-                      filters=filters or CustomerFilters())
+    rows = (
+        db.session.execute(
+            query.options(selectinload(Customer.branch), selectinload(Customer.manager))
+            .order_by(Customer.crm_id)
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        )
+        .scalars()
+        .all()
+    )
+    return SearchPage(
+        rows=list(rows),
+        total=total,
+        capped=capped,
+        page=page,
+        per_page=per_page,
+        filters=filters or CustomerFilters(),
+    )
 
 
-def search(user: User, filters: CustomerFilters, *, page: int = 1, per_page: int = 50) -> SearchPage:
+def search(
+    user: User, filters: CustomerFilters, *, page: int = 1, per_page: int = 50
+) -> SearchPage:
     """The customer list: customers in scope matching ``filters``, one page of them."""
     return paginate(filtered_query(user, filters), page=page, per_page=per_page, filters=filters)
 
@@ -263,32 +292,66 @@ USER_EVENT_KINDS = ("handed_over", "assigned", "manager_changed")
 def timeline(customer_id: int, *, limit: int = 500) -> list[TimelineEntry]:
     """Consent events and customer events of one customer merged, newest first."""
     consent = db.session.execute(
-        select(ConsentEvent).options(selectinload(ConsentEvent.actor))
+        select(ConsentEvent)
+        .options(selectinload(ConsentEvent.actor))
         .where(ConsentEvent.customer_id == customer_id)
-        .order_by(ConsentEvent.at.desc(), ConsentEvent.id.desc()).limit(limit)
+        .order_by(ConsentEvent.at.desc(), ConsentEvent.id.desc())
+        .limit(limit)
     ).scalars()
     events = db.session.execute(
-        select(CustomerEvent).options(selectinload(CustomerEvent.actor))
+        select(CustomerEvent)
+        .options(selectinload(CustomerEvent.actor))
         .where(CustomerEvent.customer_id == customer_id)
-        .order_by(CustomerEvent.at.desc(), CustomerEvent.id.desc()).limit(limit)
+        .order_by(CustomerEvent.at.desc(), CustomerEvent.id.desc())
+        .limit(limit)
     ).scalars()
 
     def _name(actor) -> str:
         return actor.display_name if actor is not None else ""
 
-    a = [TimelineEntry(at=e.at, kind="consent", old_value=e.old_state, new_value=e.new_state,
-                       actor_name=_name(e.actor), text=e.evidence, channel=e.channel)
-         for e in consent]
-    b = [TimelineEntry(at=e.at, kind=e.kind, old_value=e.old_value, new_value=e.new_value,
-                       actor_name=_name(e.actor), text=e.note, handover_id=e.handover_id)
-         for e in events]
-    usernames = {v for e in b if e.kind in USER_EVENT_KINDS for v in (e.old_value, e.new_value) if v}
+    a = [
+        TimelineEntry(
+            at=e.at,
+            kind="consent",
+            old_value=e.old_state,
+            new_value=e.new_state,
+            actor_name=_name(e.actor),
+            text=e.evidence,
+            channel=e.channel,
+        )
+        for e in consent
+    ]
+    b = [
+        TimelineEntry(
+            at=e.at,
+            kind=e.kind,
+            old_value=e.old_value,
+            new_value=e.new_value,
+            actor_name=_name(e.actor),
+            text=e.note,
+            handover_id=e.handover_id,
+        )
+        for e in events
+    ]
+    usernames = {
+        v for e in b if e.kind in USER_EVENT_KINDS for v in (e.old_value, e.new_value) if v
+    }
     if usernames:
-        names = dict(db.session.execute(
-            select(User.username, User.display_name).where(User.username.in_(usernames))).all())
-        b = [replace(e, old_display=names.get(e.old_value, e.old_value),
-                     new_display=names.get(e.new_value, e.new_value))
-             if e.kind in USER_EVENT_KINDS else e for e in b]
+        names = dict(
+            db.session.execute(
+                select(User.username, User.display_name).where(User.username.in_(usernames))
+            ).all()
+        )
+        b = [
+            replace(
+                e,
+                old_display=names.get(e.old_value, e.old_value),
+                new_display=names.get(e.new_value, e.new_value),
+            )
+            if e.kind in USER_EVENT_KINDS
+            else e
+            for e in b
+        ]
     merged = heapq.merge(a, b, key=lambda entry: entry.at, reverse=True)
     return list(merged)[:limit]
 
@@ -296,12 +359,16 @@ def timeline(customer_id: int, *, limit: int = 500) -> list[TimelineEntry]:
 def customers_by_mobile(user: User, mobile: str, *, limit: int = 100) -> list[Customer]:
     """Every customer in scope with this mobile (one number may belong to several)."""
     number = normalize_mobile(mobile)
-    query = scope.restrict(select(Customer).where(Customer.mobile == number), Customer.branch_id,
-                           user)
-    return list(db.session.execute(
-        query.options(selectinload(Customer.branch), selectinload(Customer.manager))
-        .order_by(Customer.crm_id).limit(limit)
-    ).scalars())
+    query = scope.restrict(
+        select(Customer).where(Customer.mobile == number), Customer.branch_id, user
+    )
+    return list(
+        db.session.execute(
+            query.options(selectinload(Customer.branch), selectinload(Customer.manager))
+            .order_by(Customer.crm_id)
+            .limit(limit)
+        ).scalars()
+    )
 
 
 def branches_in_scope(user: User) -> list[Unit]:

@@ -31,20 +31,23 @@ NOTE_MAX = 400
 def my_customers_query(user: User, filters: CustomerFilters, *, columns=None) -> Select:
     """Customers the user serves (not those waiting for the user to assign them)."""
     return filtered_query(user, filters, columns=columns).where(
-        Customer.manager_id == user.id, Customer.awaiting_assignment.is_(False))
+        Customer.manager_id == user.id, Customer.awaiting_assignment.is_(False)
+    )
 
 
 def to_assign_query(user: User, filters: CustomerFilters, *, columns=None) -> Select:
     """Customers handed over to the user and waiting for assignment."""
     return filtered_query(user, filters, columns=columns).where(
-        Customer.manager_id == user.id, Customer.awaiting_assignment.is_(True))
+        Customer.manager_id == user.id, Customer.awaiting_assignment.is_(True)
+    )
 
 
 def awaiting_count(user: User) -> int:
     """How many customers wait for the user to assign them (the nav badge)."""
     return db.session.execute(
-        select(func.count(Customer.id)).where(Customer.manager_id == user.id,
-                                              Customer.awaiting_assignment.is_(True))
+        select(func.count(Customer.id)).where(
+            Customer.manager_id == user.id, Customer.awaiting_assignment.is_(True)
+        )
     ).scalar_one()
 
 
@@ -55,20 +58,38 @@ def _selection(base: Select, customer_ids, all_matching: bool) -> Select:
     try:
         ids = sorted({int(i) for i in (customer_ids or [])})
     except (TypeError, ValueError) as exc:
-        raise ValidationError(_("The selection holds something that is not a customer id.")) from exc
+        raise ValidationError(
+            _("The selection holds something that is not a customer id.")
+        ) from exc
     if not ids:
-        raise ValidationError(_("Select at least one customer, or all customers matching the filter."))
+        raise ValidationError(
+            _("Select at least one customer, or all customers matching the filter.")
+        )
     chosen = base.where(Customer.id.in_(ids))
     found = db.session.execute(select(func.count()).select_from(chosen.subquery())).scalar_one()
     if found != len(ids):
-        raise PermissionDenied(_("%(n)s of the selected customers are not in your list; nothing "
-                                 "was moved.", n=len(ids) - found))
+        raise PermissionDenied(
+            _(
+                "%(n)s of the selected customers are not in your list; nothing was moved.",
+                n=len(ids) - found,
+            )
+        )
     return chosen
 
 
-def _move(*, kind: str, event_kind: str, actor: User, from_user: User, to_user: User,
-          selection: Select, awaiting: bool, note: str, expected_count: int | None,
-          details: dict) -> Handover:
+def _move(
+    *,
+    kind: str,
+    event_kind: str,
+    actor: User,
+    from_user: User,
+    to_user: User,
+    selection: Select,
+    awaiting: bool,
+    note: str,
+    expected_count: int | None,
+    details: dict,
+) -> Handover:
     """Lock and count the selection, then write the handover, its events and the update."""
     note = (note or "").strip()
     if len(note) > NOTE_MAX:
@@ -82,29 +103,69 @@ def _move(*, kind: str, event_kind: str, actor: User, from_user: User, to_user: 
     if count == 0:
         raise ValidationError(_("No customers match the selection; nothing was moved."))
     if expected_count is not None and count != expected_count:
-        raise Conflict(_("The selection now holds %(n)s customers instead of %(expected)s. "
-                         "Review it again.", n=count, expected=expected_count))
+        raise Conflict(
+            _(
+                "The selection now holds %(n)s customers instead of %(expected)s. Review it again.",
+                n=count,
+                expected=expected_count,
+            )
+        )
     now = utcnow()
-    handover = Handover(kind=kind, from_user_id=from_user.id, to_user_id=to_user.id,
-                        actor_id=actor.id, customer_count=count, note=note, at=now)
+    handover = Handover(
+        kind=kind,
+        from_user_id=from_user.id,
+        to_user_id=to_user.id,
+        actor_id=actor.id,
+        customer_count=count,
+        note=note,
+        at=now,
+    )
     db.session.add(handover)
     db.session.flush()
-    db.session.execute(insert(CustomerEvent).from_select(
-        ["customer_id", "kind", "old_value", "new_value", "actor_id", "handover_id", "note", "at"],
-        select(Customer.id, literal(event_kind), literal(from_user.username),
-               literal(to_user.username), literal(actor.id), literal(handover.id),
-               literal(note), literal(now)).where(Customer.id.in_(ids)),
-    ))
+    db.session.execute(
+        insert(CustomerEvent).from_select(
+            [
+                "customer_id",
+                "kind",
+                "old_value",
+                "new_value",
+                "actor_id",
+                "handover_id",
+                "note",
+                "at",
+            ],
+            select(
+                Customer.id,
+                literal(event_kind),
+                literal(from_user.username),
+                literal(to_user.username),
+                literal(actor.id),
+                literal(handover.id),
+                literal(note),
+                literal(now),
+            ).where(Customer.id.in_(ids)),
+        )
+    )
     moved = select(CustomerEvent.customer_id).where(CustomerEvent.handover_id == handover.id)
     db.session.execute(
-        update(Customer).where(Customer.id.in_(moved))
+        update(Customer)
+        .where(Customer.id.in_(moved))
         .values(manager_id=to_user.id, awaiting_assignment=awaiting)
         .execution_options(synchronize_session=False)
     )
     db.session.expire_all()
-    audit.record(f"customer.{event_kind}", actor=actor, target=handover,
-                 details={"from": from_user.username, "to": to_user.username,
-                          "customers": count, "note": note, **details})
+    audit.record(
+        f"customer.{event_kind}",
+        actor=actor,
+        target=handover,
+        details={
+            "from": from_user.username,
+            "to": to_user.username,
+            "customers": count,
+            "note": note,
+            **details,
+        },
+    )
     return handover
 
 
@@ -118,17 +179,32 @@ def _superior(actor: User) -> User:
     """The user customers are transferred to; ``ValidationError`` when there is none."""
     superior = actor.superior
     if superior is None:
-        raise ValidationError(_("You have no superior user to hand customers over to. Ask the "
-                                "Market Business Dept to record your superior."))
+        raise ValidationError(
+            _(
+                "You have no superior user to hand customers over to. Ask the "
+                "Market Business Dept to record your superior."
+            )
+        )
     if not superior.active:
-        raise ValidationError(_("Your superior %(name)s is deactivated. Ask the Market Business "
-                                "Dept to record your new superior.", name=superior.display_name))
+        raise ValidationError(
+            _(
+                "Your superior %(name)s is deactivated. Ask the Market Business "
+                "Dept to record your new superior.",
+                name=superior.display_name,
+            )
+        )
     return superior
 
 
-def transfer_to_superior(actor: User, *, customer_ids=None, filters: CustomerFilters | None = None,
-                         all_matching: bool = False, expected_count: int | None = None,
-                         note: str = "") -> Handover:
+def transfer_to_superior(
+    actor: User,
+    *,
+    customer_ids=None,
+    filters: CustomerFilters | None = None,
+    all_matching: bool = False,
+    expected_count: int | None = None,
+    note: str = "",
+) -> Handover:
     """Step 1: move the actor's selected customers to the actor's superior.
 
     Fails with ``ValidationError`` when the actor has no (active) superior or nothing is
@@ -140,10 +216,18 @@ def transfer_to_superior(actor: User, *, customer_ids=None, filters: CustomerFil
     superior = _superior(actor)
     filters = filters or CustomerFilters()
     selection = _selection(my_customers_query(actor, filters), customer_ids, all_matching)
-    return _move(kind="transfer", event_kind="handed_over", actor=actor, from_user=actor,
-                 to_user=superior, selection=selection, awaiting=True, note=note,
-                 expected_count=expected_count,
-                 details=_selection_details(customer_ids, filters, all_matching))
+    return _move(
+        kind="transfer",
+        event_kind="handed_over",
+        actor=actor,
+        from_user=actor,
+        to_user=superior,
+        selection=selection,
+        awaiting=True,
+        note=note,
+        expected_count=expected_count,
+        details=_selection_details(customer_ids, filters, all_matching),
+    )
 
 
 @dataclass(frozen=True)
@@ -155,14 +239,21 @@ class TransferPreview:
     sample: list[Customer]
 
 
-def preview_transfer(actor: User, *, customer_ids=None, filters: CustomerFilters | None = None,
-                     all_matching: bool = False, sample: int = 20) -> TransferPreview:
+def preview_transfer(
+    actor: User,
+    *,
+    customer_ids=None,
+    filters: CustomerFilters | None = None,
+    all_matching: bool = False,
+    sample: int = 20,
+) -> TransferPreview:
     """Run every check of ``transfer_to_superior`` without writing; same errors."""
     if not actor.can("customer.handover"):
         raise PermissionDenied()
     superior = _superior(actor)
-    selection = _selection(my_customers_query(actor, filters or CustomerFilters()), customer_ids,
-                           all_matching)
+    selection = _selection(
+        my_customers_query(actor, filters or CustomerFilters()), customer_ids, all_matching
+    )
     count = db.session.execute(
         select(func.count()).select_from(selection.order_by(None).subquery())
     ).scalar_one()
@@ -174,15 +265,25 @@ def preview_transfer(actor: User, *, customer_ids=None, filters: CustomerFilters
 
 def assignable_users(actor: User) -> list[User]:
     """Active users of the actor's unit, the people customers may be assigned to."""
-    return list(db.session.execute(
-        select(User).where(User.unit_id == actor.unit_id, User.active.is_(True))
-        .order_by(User.username)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(User)
+            .where(User.unit_id == actor.unit_id, User.active.is_(True))
+            .order_by(User.username)
+        ).scalars()
+    )
 
 
-def assign(actor: User, to_user_id: int | None, *, customer_ids=None,
-           filters: CustomerFilters | None = None, all_matching: bool = False,
-           expected_count: int | None = None, note: str = "") -> Handover:
+def assign(
+    actor: User,
+    to_user_id: int | None,
+    *,
+    customer_ids=None,
+    filters: CustomerFilters | None = None,
+    all_matching: bool = False,
+    expected_count: int | None = None,
+    note: str = "",
+) -> Handover:
     """Step 2: the superior assigns customers waiting in their list to a user of the unit.
 
     Fails with ``ValidationError`` when the user is missing, inactive or of another unit
@@ -195,26 +296,46 @@ def assign(actor: User, to_user_id: int | None, *, customer_ids=None,
     if target is None:
         raise ValidationError(_("Choose the user who will serve the customers."))
     if target.unit_id != actor.unit_id:
-        raise ValidationError(_("%(name)s belongs to another unit; customers are assigned within "
-                                "your unit.", name=target.display_name))
+        raise ValidationError(
+            _(
+                "%(name)s belongs to another unit; customers are assigned within your unit.",
+                name=target.display_name,
+            )
+        )
     if not target.active:
-        raise ValidationError(_("%(name)s is deactivated and cannot serve customers.",
-                                name=target.display_name))
+        raise ValidationError(
+            _("%(name)s is deactivated and cannot serve customers.", name=target.display_name)
+        )
     filters = filters or CustomerFilters()
     selection = _selection(to_assign_query(actor, filters), customer_ids, all_matching)
     elsewhere = db.session.execute(
         select(func.count()).select_from(
-            selection.with_only_columns(Customer.id).where(Customer.branch_id != target.unit_id)
-            .subquery())
+            selection.with_only_columns(Customer.id)
+            .where(Customer.branch_id != target.unit_id)
+            .subquery()
+        )
     ).scalar_one()
     if elsewhere:
         # R-24: a customer is served by a staff user of its own branch.
-        raise ValidationError(_("%(n)s of the selected customers belong to another branch than "
-                                "%(name)s's unit.", n=elsewhere, name=target.display_name))
-    return _move(kind="assign", event_kind="assigned", actor=actor, from_user=actor,
-                 to_user=target, selection=selection, awaiting=False, note=note,
-                 expected_count=expected_count,
-                 details=_selection_details(customer_ids, filters, all_matching))
+        raise ValidationError(
+            _(
+                "%(n)s of the selected customers belong to another branch than %(name)s's unit.",
+                n=elsewhere,
+                name=target.display_name,
+            )
+        )
+    return _move(
+        kind="assign",
+        event_kind="assigned",
+        actor=actor,
+        from_user=actor,
+        to_user=target,
+        selection=selection,
+        awaiting=False,
+        note=note,
+        expected_count=expected_count,
+        details=_selection_details(customer_ids, filters, all_matching),
+    )
 
 
 @dataclass(frozen=True)
@@ -240,6 +361,9 @@ def can_deactivate(user: User | int) -> DeactivationCheck:
         select(func.count(Customer.id)).where(Customer.manager_id == user_id)
     ).scalar_one()
     if n:
-        return DeactivationCheck(False, n, _("The user still serves %(n)s customers; they must "
-                                             "be handed over first.", n=n))
+        return DeactivationCheck(
+            False,
+            n,
+            _("The user still serves %(n)s customers; they must be handed over first.", n=n),
+        )
     return DeactivationCheck(True, 0)

@@ -23,19 +23,24 @@ NOTE_MAX = 400
 
 def open_checks_query(user: User, branch_id: int | None = None) -> Select:
     """Open checks in the user's scope (optionally of one branch), oldest first."""
-    query = scope.restrict(select(MobileCheck).where(MobileCheck.status == "open"),
-                           MobileCheck.branch_id, user)
+    query = scope.restrict(
+        select(MobileCheck).where(MobileCheck.status == "open"), MobileCheck.branch_id, user
+    )
     if branch_id is not None:
         scope.check_unit(user, branch_id)
         query = query.where(MobileCheck.branch_id == branch_id)
-    return query.options(selectinload(MobileCheck.customer)).order_by(MobileCheck.created_at,
-                                                                       MobileCheck.id)
+    return query.options(selectinload(MobileCheck.customer)).order_by(
+        MobileCheck.created_at, MobileCheck.id
+    )
 
 
 def open_count(user: User) -> int:
     """How many open checks the user's scope holds (the nav badge)."""
-    query = scope.restrict(select(func.count(MobileCheck.id)).where(MobileCheck.status == "open"),
-                           MobileCheck.branch_id, user)
+    query = scope.restrict(
+        select(func.count(MobileCheck.id)).where(MobileCheck.status == "open"),
+        MobileCheck.branch_id,
+        user,
+    )
     return db.session.execute(query).scalar_one()
 
 
@@ -52,8 +57,12 @@ def mark_checked(check_id: int, *, actor: User, note: str) -> MobileCheck:
     ``Conflict`` when someone has closed it already, 404 outside the actor's scope."""
     note = (note or "").strip()
     if not note:
-        raise ValidationError(_("Say what you verified (for example: confirmed with the "
-                                "customer by phone, corrected in the CRM)."))
+        raise ValidationError(
+            _(
+                "Say what you verified (for example: confirmed with the "
+                "customer by phone, corrected in the CRM)."
+            )
+        )
     if len(note) > NOTE_MAX:
         raise ValidationError(_("The note is too long (at most %(n)s characters).", n=NOTE_MAX))
     check = db.session.execute(
@@ -69,10 +78,22 @@ def mark_checked(check_id: int, *, actor: User, note: str) -> MobileCheck:
     check.note = note
     check.checked_by_id = actor.id
     check.checked_at = now
-    db.session.add(CustomerEvent(customer_id=check.customer_id, kind="mobile_checked",
-                                 old_value=check.mobile, new_value=check.reason,
-                                 actor_id=actor.id, note=note, at=now))
+    db.session.add(
+        CustomerEvent(
+            customer_id=check.customer_id,
+            kind="mobile_checked",
+            old_value=check.mobile,
+            new_value=check.reason,
+            actor_id=actor.id,
+            note=note,
+            at=now,
+        )
+    )
     db.session.flush()
-    audit.record("customer.mobile_checked", actor=actor, target=check,
-                 details={"customer": check.customer_id, "reason": check.reason, "note": note})
+    audit.record(
+        "customer.mobile_checked",
+        actor=actor,
+        target=check,
+        details={"customer": check.customer_id, "reason": check.reason, "note": note},
+    )
     return check

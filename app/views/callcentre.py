@@ -24,19 +24,28 @@ def _lookup(mobile: str) -> dict:
         return {"mobile": "", "customers": [], "searched": False}
     number = svc.normalize_mobile(mobile)
     if not (number.isdigit() and len(number) == 11):
-        return {"mobile": mobile, "customers": [], "searched": False,
-                "error": _("Enter the 11-digit mobile number the caller gives.")}
+        return {
+            "mobile": mobile,
+            "customers": [],
+            "searched": False,
+            "error": _("Enter the 11-digit mobile number the caller gives."),
+        }
     found = svc.customers_by_mobile(current_user, number)
-    return {"mobile": number, "customers": found, "searched": True,
-            "refusable": sum(1 for c in found if c.consent != "refused")}
+    return {
+        "mobile": number,
+        "customers": found,
+        "searched": True,
+        "refusable": sum(1 for c in found if c.consent != "refused"),
+    }
 
 
 def _render(status: int = 200, **extra):
     context = {**_lookup(extra.pop("mobile", request.values.get("mobile", ""))), **extra}
     if context.get("error") and status == 200:
         status = 422
-    return render_page_or_partial("callcentre/index.html", "callcentre/_results.html",
-                                  status=status, **context)
+    return render_page_or_partial(
+        "callcentre/index.html", "callcentre/_results.html", status=status, **context
+    )
 
 
 @bp.get("/")
@@ -57,12 +66,14 @@ def opt_out():
             customer = svc.get_customer(current_user, customer_id)
             if customer.mobile != svc.normalize_mobile(mobile):
                 raise ValidationError(_("This customer does not have the number searched for."))
-            consent.change_consent(customer.id, "refused", channel="call_centre",
-                                   actor=current_user, evidence=note)
+            consent.change_consent(
+                customer.id, "refused", channel="call_centre", actor=current_user, evidence=note
+            )
             changed = 1
         else:
-            changed = consent.refuse_by_mobile(mobile, channel="call_centre", evidence=note,
-                                               actor=current_user)
+            changed = consent.refuse_by_mobile(
+                mobile, channel="call_centre", evidence=note, actor=current_user
+            )
     except DomainError as exc:
         if exc.status in (403, 404):
             raise

@@ -32,9 +32,13 @@ EVENT_LABELS = {
     "branch_changed": _l("Branch changed"),
     "mobile_checked": _l("Mobile checked"),
 }
-CARRIER_LABELS = {"china_mobile": _l("China Mobile"), "china_unicom": _l("China Unicom"),
-                  "china_telecom": _l("China Telecom"), "china_broadnet": _l("China Broadnet"),
-                  "unknown": _l("carrier unknown")}
+CARRIER_LABELS = {
+    "china_mobile": _l("China Mobile"),
+    "china_unicom": _l("China Unicom"),
+    "china_telecom": _l("China Telecom"),
+    "china_broadnet": _l("China Broadnet"),
+    "unknown": _l("carrier unknown"),
+}
 MOBILE_REASONS = {"invalid": _l("invalid"), "doubtful": _l("doubtful"), "valid": _l("valid")}
 
 BADGES["customers_to_assign"] = lambda user: handover.awaiting_count(user) or None
@@ -70,19 +74,30 @@ def _filter_choices(filters: CustomerFilters) -> dict:
 
 # ---------------------------------------------------------------- list and detail
 
+
 @bp.get("/")
 @permission_required("customer.view")
 def list_customers():
     filters = CustomerFilters.from_args(request.args)
     result = svc.search(current_user, filters, page=_page(), per_page=_page_size())
-    return render_page_or_partial("customers/list.html", "customers/_rows.html", result=result,
-                                  filters=filters, **_filter_choices(filters))
+    return render_page_or_partial(
+        "customers/list.html",
+        "customers/_rows.html",
+        result=result,
+        filters=filters,
+        **_filter_choices(filters),
+    )
 
 
 def _detail_context(customer, **extra) -> dict:
-    return {"customer": customer, "entries": svc.timeline(customer.id),
-            "event_labels": EVENT_LABELS, "mobile_reasons": MOBILE_REASONS,
-            "carrier_labels": CARRIER_LABELS, **extra}
+    return {
+        "customer": customer,
+        "entries": svc.timeline(customer.id),
+        "event_labels": EVENT_LABELS,
+        "mobile_reasons": MOBILE_REASONS,
+        "carrier_labels": CARRIER_LABELS,
+        **extra,
+    }
 
 
 @bp.get("/<int:customer_id>")
@@ -100,15 +115,17 @@ def update_consent(customer_id: int):
     state = request.form.get("state", "")
     evidence = request.form.get("evidence", "")
     try:
-        consent.change_consent(customer.id, state, channel="branch_staff", actor=current_user,
-                               evidence=evidence)
+        consent.change_consent(
+            customer.id, state, channel="branch_staff", actor=current_user, evidence=evidence
+        )
     except DomainError as exc:
         if exc.status in (403, 404):
             raise
         db.session.rollback()
         customer = svc.get_customer(current_user, customer_id)
-        context = _detail_context(customer, error=str(exc.message), form_state=state,
-                                  form_evidence=evidence)
+        context = _detail_context(
+            customer, error=str(exc.message), form_state=state, form_evidence=evidence
+        )
         if is_partial_request():
             return render_partial("customers/_consent.html", status=exc.status, **context)
         return render_template("customers/detail.html", **context), exc.status
@@ -116,13 +133,18 @@ def update_consent(customer_id: int):
     db.session.refresh(customer)
     message = _("Consent recorded: %(state)s.", state=consent.state_label(customer.consent))
     if is_partial_request():
-        return render_partial("customers/_consent.html", oob_timeline=True, notice=message,
-                              **_detail_context(customer))
+        return render_partial(
+            "customers/_consent.html",
+            oob_timeline=True,
+            notice=message,
+            **_detail_context(customer),
+        )
     flash(message, "success")
     return redirect(url_for("customers.view_customer", customer_id=customer.id))
 
 
 # ---------------------------------------------------------------- handover
+
 
 def _selection_from_form() -> dict:
     form = request.form
@@ -139,9 +161,15 @@ def list_mine():
     filters = CustomerFilters.from_args(request.args)
     query = handover.my_customers_query(current_user, filters)
     result = svc.paginate(query, page=_page(), per_page=_page_size(), cap=None, filters=filters)
-    return render_page_or_partial("customers/mine.html", "customers/_mine_rows.html",
-                                  result=result, filters=filters, selected=set(),
-                                  superior=current_user.superior, **_filter_choices(filters))
+    return render_page_or_partial(
+        "customers/mine.html",
+        "customers/_mine_rows.html",
+        result=result,
+        filters=filters,
+        selected=set(),
+        superior=current_user.superior,
+        **_filter_choices(filters),
+    )
 
 
 @bp.post("/mine/review")
@@ -155,9 +183,13 @@ def review_transfer():
         if exc.status == 404:
             raise
         return _mine_with_error(selection, exc)
-    return render_template("customers/transfer_confirm.html", preview=preview,
-                           ids=selection["customer_ids"], all_matching=selection["all_matching"],
-                           filters=selection["filters"])
+    return render_template(
+        "customers/transfer_confirm.html",
+        preview=preview,
+        ids=selection["customer_ids"],
+        all_matching=selection["all_matching"],
+        filters=selection["filters"],
+    )
 
 
 @bp.post("/mine/transfer")
@@ -166,16 +198,23 @@ def transfer_customers():
     selection = _selection_from_form()
     expected = request.form.get("expected", type=int)
     try:
-        moved = handover.transfer_to_superior(current_user, expected_count=expected,
-                                              note=request.form.get("note", ""), **selection)
+        moved = handover.transfer_to_superior(
+            current_user, expected_count=expected, note=request.form.get("note", ""), **selection
+        )
     except DomainError as exc:
         if exc.status == 404:
             raise
         db.session.rollback()
         return _mine_with_error(selection, exc)
     db.session.commit()
-    flash(_("%(n)s customers were handed over to %(name)s.", n=moved.customer_count,
-            name=moved.to_user.display_name), "success")
+    flash(
+        _(
+            "%(n)s customers were handed over to %(name)s.",
+            n=moved.customer_count,
+            name=moved.to_user.display_name,
+        ),
+        "success",
+    )
     return redirect(url_for("customers.list_mine"))
 
 
@@ -183,10 +222,16 @@ def _mine_with_error(selection: dict, exc: DomainError):
     filters = selection["filters"]
     query = handover.my_customers_query(current_user, filters)
     result = svc.paginate(query, page=1, per_page=_page_size(), cap=None, filters=filters)
-    return render_template("customers/mine.html", result=result, filters=filters,
-                           selected={str(i) for i in selection["customer_ids"]},
-                           all_checked=selection["all_matching"], error=str(exc.message),
-                           superior=current_user.superior, **_filter_choices(filters)), exc.status
+    return render_template(
+        "customers/mine.html",
+        result=result,
+        filters=filters,
+        selected={str(i) for i in selection["customer_ids"]},
+        all_checked=selection["all_matching"],
+        error=str(exc.message),
+        superior=current_user.superior,
+        **_filter_choices(filters),
+    ), exc.status
 
 
 @bp.get("/to-assign")
@@ -199,12 +244,19 @@ def list_to_assign():
 def _to_assign_page(filters: CustomerFilters, *, status: int = 200, **extra):
     query = handover.to_assign_query(current_user, filters)
     result = svc.paginate(query, page=_page(), per_page=_page_size(), cap=None, filters=filters)
-    context = {"result": result, "filters": filters, "users": handover.assignable_users(current_user),
-               "selected": set(), **_filter_choices(filters), **extra}
+    context = {
+        "result": result,
+        "filters": filters,
+        "users": handover.assignable_users(current_user),
+        "selected": set(),
+        **_filter_choices(filters),
+        **extra,
+    }
     if status != 200:
         return render_template("customers/to_assign.html", **context), status
-    return render_page_or_partial("customers/to_assign.html", "customers/_assign_rows.html",
-                                  **context)
+    return render_page_or_partial(
+        "customers/to_assign.html", "customers/_assign_rows.html", **context
+    )
 
 
 @bp.post("/to-assign")
@@ -214,22 +266,39 @@ def assign_customers():
     to_user_id = request.form.get("to_user", type=int)
     expected = request.form.get("expected", type=int) if selection["all_matching"] else None
     try:
-        moved = handover.assign(current_user, to_user_id, expected_count=expected,
-                                note=request.form.get("note", ""), **selection)
+        moved = handover.assign(
+            current_user,
+            to_user_id,
+            expected_count=expected,
+            note=request.form.get("note", ""),
+            **selection,
+        )
     except DomainError as exc:
         if exc.status == 404:
             raise
         db.session.rollback()
-        return _to_assign_page(selection["filters"], status=exc.status, error=str(exc.message),
-                               selected={str(i) for i in selection["customer_ids"]},
-                               all_checked=selection["all_matching"], to_user_id=to_user_id)
+        return _to_assign_page(
+            selection["filters"],
+            status=exc.status,
+            error=str(exc.message),
+            selected={str(i) for i in selection["customer_ids"]},
+            all_checked=selection["all_matching"],
+            to_user_id=to_user_id,
+        )
     db.session.commit()
-    flash(_("%(n)s customers were assigned to %(name)s.", n=moved.customer_count,
-            name=moved.to_user.display_name), "success")
+    flash(
+        _(
+            "%(n)s customers were assigned to %(name)s.",
+            n=moved.customer_count,
+            name=moved.to_user.display_name,
+        ),
+        "success",
+    )
     return redirect(url_for("customers.list_to_assign"))
 
 
 # ---------------------------------------------------------------- verification list
+
 
 @bp.get("/checks")
 @permission_required("customer.verify_mobile")
@@ -237,10 +306,16 @@ def list_checks():
     branch_id = request.args.get("branch", type=int)
     query = mobile_checks.open_checks_query(current_user, branch_id)
     page = db.paginate(query, page=_page(), per_page=_page_size(), error_out=False)
-    return render_template("customers/checks.html", checks=page.items, page=page.page,
-                           pages=max(page.pages, 1), total=page.total, branch_id=branch_id,
-                           branches=svc.branches_in_scope(current_user),
-                           mobile_reasons=MOBILE_REASONS)
+    return render_template(
+        "customers/checks.html",
+        checks=page.items,
+        page=page.page,
+        pages=max(page.pages, 1),
+        total=page.total,
+        branch_id=branch_id,
+        branches=svc.branches_in_scope(current_user),
+        mobile_reasons=MOBILE_REASONS,
+    )
 
 
 @bp.post("/checks/<int:check_id>")
@@ -256,15 +331,23 @@ def mark_check(check_id: int):
         db.session.rollback()
         check = mobile_checks.get_check(current_user, check_id)
         if is_partial_request():
-            return render_partial("customers/_check_row.html", status=exc.status, check=check,
-                                  error=str(exc.message), form_note=note,
-                                  mobile_reasons=MOBILE_REASONS)
+            return render_partial(
+                "customers/_check_row.html",
+                status=exc.status,
+                check=check,
+                error=str(exc.message),
+                form_note=note,
+                mobile_reasons=MOBILE_REASONS,
+            )
         flash(str(exc.message), "error")
         return redirect(url_for("customers.list_checks"))
     db.session.commit()
     if is_partial_request():
-        return render_partial("customers/_check_row.html", check=check,
-                              mobile_reasons=MOBILE_REASONS,
-                              open_left=mobile_checks.open_count(current_user))
+        return render_partial(
+            "customers/_check_row.html",
+            check=check,
+            mobile_reasons=MOBILE_REASONS,
+            open_left=mobile_checks.open_count(current_user),
+        )
     flash(_("The number of %(name)s is marked checked.", name=check.customer.name), "success")
     return redirect(url_for("customers.list_checks"))

@@ -12,9 +12,15 @@ from tests.factories import make_customer
 
 
 def _events(customer_id):
-    return db.session.execute(
-        select(ConsentEvent).where(ConsentEvent.customer_id == customer_id).order_by(ConsentEvent.id)
-    ).scalars().all()
+    return (
+        db.session.execute(
+            select(ConsentEvent)
+            .where(ConsentEvent.customer_id == customer_id)
+            .order_by(ConsentEvent.id)
+        )
+        .scalars()
+        .all()
+    )
 
 
 def _audit_count(action):
@@ -26,16 +32,23 @@ def _audit_count(action):
 def test_branch_staff_refusal_writes_event_and_audit(app, user, db_backend):
     c = make_customer(consent="agreed")
     staff = user("bj_staff")
-    event = consent.change_consent(c.id, "refused", channel="branch_staff", actor=staff,
-                                   evidence="客户来电要求退订")
+    event = consent.change_consent(
+        c.id, "refused", channel="branch_staff", actor=staff, evidence="客户来电要求退订"
+    )
     db.session.commit()
     db.session.refresh(c)
     assert c.consent == "refused" and c.consent_changed_at == event.at
     (e,) = _events(c.id)
     assert (e.old_state, e.new_state, e.channel, e.actor_id, e.evidence) == (
-        "agreed", "refused", "branch_staff", staff.id, "客户来电要求退订")
-    row = db.session.execute(select(AuditLog).where(
-        AuditLog.action == "customer.consent_changed")).scalar_one()
+        "agreed",
+        "refused",
+        "branch_staff",
+        staff.id,
+        "客户来电要求退订",
+    )
+    row = db.session.execute(
+        select(AuditLog).where(AuditLog.action == "customer.consent_changed")
+    ).scalar_one()
     assert row.target_type == "customers" and row.target_id == str(c.id)
     assert '"new": "refused"' in row.details and row.actor_id == staff.id
 
@@ -43,13 +56,19 @@ def test_branch_staff_refusal_writes_event_and_audit(app, user, db_backend):
 def test_branch_staff_agreement_needs_evidence(app, user, db_backend):
     c = make_customer(consent="undetermined")
     with pytest.raises(ValidationError):
-        consent.change_consent(c.id, "agreed", channel="branch_staff", actor=user("bj_staff"),
-                               evidence="   ")
+        consent.change_consent(
+            c.id, "agreed", channel="branch_staff", actor=user("bj_staff"), evidence="   "
+        )
     db.session.rollback()
     assert db.session.get(Customer, c.id).consent == "undetermined"
     assert _events(c.id) == []
-    consent.change_consent(c.id, "agreed", channel="branch_staff", actor=user("bj_staff"),
-                           evidence="客户签署《短信服务确认书》第 0012 号")
+    consent.change_consent(
+        c.id,
+        "agreed",
+        channel="branch_staff",
+        actor=user("bj_staff"),
+        evidence="客户签署《短信服务确认书》第 0012 号",
+    )
     db.session.commit()
     assert db.session.get(Customer, c.id).consent == "agreed"
 
@@ -68,13 +87,16 @@ def test_no_op_change_is_a_conflict(app, user, db_backend):
     assert _events(c.id) == []
 
 
-@pytest.mark.parametrize("state, channel", [
-    ("agreed", "call_centre"),  # the call centre takes opt-outs only (Art 25)
-    ("undetermined", "branch_staff"),  # nobody "un-decides" a customer by hand
-    ("undetermined", "sms_reply"),
-    ("maybe", "branch_staff"),
-    ("refused", "carrier_pigeon"),
-])
+@pytest.mark.parametrize(
+    "state, channel",
+    [
+        ("agreed", "call_centre"),  # the call centre takes opt-outs only (Art 25)
+        ("undetermined", "branch_staff"),  # nobody "un-decides" a customer by hand
+        ("undetermined", "sms_reply"),
+        ("maybe", "branch_staff"),
+        ("refused", "carrier_pigeon"),
+    ],
+)
 def test_forbidden_transitions(app, user, db_backend, state, channel):
     c = make_customer(consent="agreed" if state != "agreed" else "refused")
     actor = user("callcenter") if channel == "call_centre" else user("bj_staff")
@@ -100,8 +122,9 @@ def test_actor_scope_is_checked(app, user, db_backend):
     with pytest.raises(NotInScope):
         consent.change_consent(c.id, "refused", channel="branch_staff", actor=user("bj_staff"))
     assert db.session.get(Customer, c.id).consent == "agreed"
-    consent.change_consent(c.id, "refused", channel="call_centre", actor=user("callcenter"),
-                           evidence="来电退订")
+    consent.change_consent(
+        c.id, "refused", channel="call_centre", actor=user("callcenter"), evidence="来电退订"
+    )
     db.session.commit()
     assert db.session.get(Customer, c.id).consent == "refused"
 
@@ -118,7 +141,11 @@ def test_reply_needs_its_text_and_agree_is_idempotent(app, db_backend):
     event = consent.agree_by_reply(c.id, evidence="Y")
     db.session.commit()
     assert (event.channel, event.actor_id, event.evidence, event.old_state) == (
-        "sms_reply", None, "Y", "undetermined")
+        "sms_reply",
+        None,
+        "Y",
+        "undetermined",
+    )
     assert consent.agree_by_reply(c.id, evidence="Y") is None  # a repeated reply writes nothing
     db.session.commit()
     assert len(_events(c.id)) == 1
@@ -128,8 +155,9 @@ def test_system_channel_may_reset_to_undetermined_with_a_reason(app, db_backend)
     c = make_customer(consent="agreed")
     with pytest.raises(ValidationError):
         consent.change_consent(c.id, "undetermined", channel="system", actor=None)
-    consent.change_consent(c.id, "undetermined", channel="system", actor=None,
-                           evidence="CRM 更正: 重复开户")
+    consent.change_consent(
+        c.id, "undetermined", channel="system", actor=None, evidence="CRM 更正: 重复开户"
+    )
     db.session.commit()
     assert db.session.get(Customer, c.id).consent == "undetermined"
 
@@ -147,7 +175,8 @@ def test_refuse_by_mobile_changes_every_customer_with_the_number(app, db_backend
     assert states[other.id] == "agreed"
     ea, eb = _events(a.id), _events(b.id)
     assert [(e.old_state, e.new_state, e.channel, e.evidence) for e in ea] == [
-        ("agreed", "refused", "sms_reply", "TD")]
+        ("agreed", "refused", "sms_reply", "TD")
+    ]
     assert eb[0].old_state == "undetermined" and eb[0].actor_id is None
     assert _events(done.id) == [] and _events(other.id) == []
     assert db.session.get(Customer, a.id).consent_changed_at == ea[0].at
@@ -161,14 +190,19 @@ def test_refuse_by_mobile_changes_every_customer_with_the_number(app, db_backend
 def test_refuse_by_mobile_respects_the_actors_scope(app, user, db_backend):
     bj = make_customer(mobile="13900003333", consent="agreed")
     sh = make_customer(mobile="13900003333", consent="agreed", branch_code="SH01")
-    n = consent.refuse_by_mobile("13900003333", channel="branch_staff", evidence="",
-                                 actor=user("bj_staff"))
+    n = consent.refuse_by_mobile(
+        "13900003333", channel="branch_staff", evidence="", actor=user("bj_staff")
+    )
     db.session.commit()
     assert n == 1
     assert db.session.get(Customer, bj.id).consent == "refused"
     assert db.session.get(Customer, sh.id).consent == "agreed"
-    assert consent.refuse_by_mobile("13900003333", channel="call_centre", evidence="来电",
-                                    actor=user("callcenter")) == 1
+    assert (
+        consent.refuse_by_mobile(
+            "13900003333", channel="call_centre", evidence="来电", actor=user("callcenter")
+        )
+        == 1
+    )
     db.session.commit()
     assert _events(sh.id)[0].actor_id == user("callcenter").id
 

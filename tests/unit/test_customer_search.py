@@ -18,11 +18,17 @@ def _ids(user, **filters):
     return {c.id for c in page.rows}
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("13812345678", "13812345678"), ("+86 138-1234-5678", "13812345678"),
-    ("8613812345678", "13812345678"), ("008613812345678", "13812345678"),
-    ("5678", "5678"), ("", ""),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("13812345678", "13812345678"),
+        ("+86 138-1234-5678", "13812345678"),
+        ("8613812345678", "13812345678"),
+        ("008613812345678", "13812345678"),
+        ("5678", "5678"),
+        ("", ""),
+    ],
+)
 def test_normalize_mobile(raw, expected):
     assert normalize_mobile(raw) == expected
 
@@ -77,8 +83,14 @@ def test_filters(app, user, db_backend):
 
 
 def test_bad_filter_values_are_rejected(app):
-    for args in ({"consent": "yes"}, {"risk": "C9"}, {"status": "gone"}, {"branch": "abc"},
-                 {"manager": "1;drop"}, {"tag": "x" * 41}):
+    for args in (
+        {"consent": "yes"},
+        {"risk": "C9"},
+        {"status": "gone"},
+        {"branch": "abc"},
+        {"manager": "1;drop"},
+        {"tag": "x" * 41},
+    ):
         with pytest.raises(ValidationError):
             CustomerFilters.from_args(args)
     f = CustomerFilters.from_args({"q": " 王 ", "risk": "c3", "branch": "6"})
@@ -102,14 +114,35 @@ def test_timeline_merges_consent_and_customer_events_newest_first(app, user, db_
     c = make_customer()
     staff = user("bj_staff")
     t0 = utcnow() - timedelta(days=3)
-    db.session.add_all([
-        CustomerEvent(customer_id=c.id, kind="mobile_changed", old_value="13800000000",
-                      new_value=c.mobile, at=t0, note=""),
-        ConsentEvent(customer_id=c.id, old_state="undetermined", new_state="agreed",
-                     channel="sms_reply", evidence="Y", at=t0 + timedelta(days=1)),
-        CustomerEvent(customer_id=c.id, kind="handed_over", old_value="bj_staff",
-                      new_value="bj_head", actor_id=staff.id, at=t0 + timedelta(days=2), note=""),
-    ])
+    db.session.add_all(
+        [
+            CustomerEvent(
+                customer_id=c.id,
+                kind="mobile_changed",
+                old_value="13800000000",
+                new_value=c.mobile,
+                at=t0,
+                note="",
+            ),
+            ConsentEvent(
+                customer_id=c.id,
+                old_state="undetermined",
+                new_state="agreed",
+                channel="sms_reply",
+                evidence="Y",
+                at=t0 + timedelta(days=1),
+            ),
+            CustomerEvent(
+                customer_id=c.id,
+                kind="handed_over",
+                old_value="bj_staff",
+                new_value="bj_head",
+                actor_id=staff.id,
+                at=t0 + timedelta(days=2),
+                note="",
+            ),
+        ]
+    )
     db.session.commit()
     entries = svc.timeline(c.id)
     assert [e.kind for e in entries] == ["handed_over", "consent", "mobile_changed"]

@@ -17,42 +17,67 @@ def _manager(customer_id):
 
 
 def _counts():
-    return (db.session.execute(select(func.count(Handover.id))).scalar_one(),
-            db.session.execute(select(func.count(CustomerEvent.id))).scalar_one())
+    return (
+        db.session.execute(select(func.count(Handover.id))).scalar_one(),
+        db.session.execute(select(func.count(CustomerEvent.id))).scalar_one(),
+    )
 
 
 def test_transfer_selected_then_assign(app, user, db_backend):
     staff, head = user("bj_staff"), user("bj_head")
     mine = [make_customer() for _ in range(3)]
     kept = make_customer()
-    h = handover.transfer_to_superior(staff, customer_ids=[mine[0].id, mine[1].id, mine[2].id],
-                                      note="调岗")
+    h = handover.transfer_to_superior(
+        staff, customer_ids=[mine[0].id, mine[1].id, mine[2].id], note="调岗"
+    )
     db.session.commit()
     assert (h.kind, h.from_user_id, h.to_user_id, h.actor_id, h.customer_count, h.note) == (
-        "transfer", staff.id, head.id, staff.id, 3, "调岗")
+        "transfer",
+        staff.id,
+        head.id,
+        staff.id,
+        3,
+        "调岗",
+    )
     for c in mine:
         assert _manager(c.id) == (head.id, True)
     assert _manager(kept.id) == (staff.id, False)
-    events = db.session.execute(select(CustomerEvent).where(CustomerEvent.handover_id == h.id)
-                                ).scalars().all()
+    events = (
+        db.session.execute(select(CustomerEvent).where(CustomerEvent.handover_id == h.id))
+        .scalars()
+        .all()
+    )
     assert sorted(e.customer_id for e in events) == sorted(c.id for c in mine)
     assert {(e.kind, e.old_value, e.new_value, e.actor_id) for e in events} == {
-        ("handed_over", "bj_staff", "bj_head", staff.id)}
+        ("handed_over", "bj_staff", "bj_head", staff.id)
+    }
     assert handover.awaiting_count(head) == 3
-    audit_row = db.session.execute(select(AuditLog).where(
-        AuditLog.action == "customer.handed_over")).scalar_one()
+    audit_row = db.session.execute(
+        select(AuditLog).where(AuditLog.action == "customer.handed_over")
+    ).scalar_one()
     assert audit_row.target_type == "handovers" and '"customers": 3' in audit_row.details
 
     newcomer = make_user(username="bj_new", display_name="新客户经理", unit_code="BJ01")
     a = handover.assign(head, newcomer.id, all_matching=True, filters=CustomerFilters())
     db.session.commit()
-    assert (a.kind, a.from_user_id, a.to_user_id, a.customer_count) == ("assign", head.id,
-                                                                        newcomer.id, 3)
+    assert (a.kind, a.from_user_id, a.to_user_id, a.customer_count) == (
+        "assign",
+        head.id,
+        newcomer.id,
+        3,
+    )
     for c in mine:
         assert _manager(c.id) == (newcomer.id, False)
     assert handover.awaiting_count(head) == 0
-    kinds = db.session.execute(select(CustomerEvent.kind).where(
-        CustomerEvent.customer_id == mine[0].id).order_by(CustomerEvent.id)).scalars().all()
+    kinds = (
+        db.session.execute(
+            select(CustomerEvent.kind)
+            .where(CustomerEvent.customer_id == mine[0].id)
+            .order_by(CustomerEvent.id)
+        )
+        .scalars()
+        .all()
+    )
     assert kinds == ["handed_over", "assigned"]
 
 
@@ -92,8 +117,9 @@ def test_transfer_refuses_without_superior_or_selection(app, user, db_backend):
     with pytest.raises(ValidationError):
         handover.transfer_to_superior(user("bj_staff"), customer_ids=["x"])
     with pytest.raises(ValidationError):  # nothing matches
-        handover.transfer_to_superior(user("bj_staff"), all_matching=True,
-                                      filters=CustomerFilters(q="不存在的名字"))
+        handover.transfer_to_superior(
+            user("bj_staff"), all_matching=True, filters=CustomerFilters(q="不存在的名字")
+        )
     assert _counts() == (0, 0)
 
 
@@ -112,8 +138,9 @@ def test_changed_selection_is_a_conflict(app, user, db_backend):
     make_customer()
     make_customer()
     with pytest.raises(Conflict):
-        handover.transfer_to_superior(staff, all_matching=True, filters=CustomerFilters(),
-                                      expected_count=1)
+        handover.transfer_to_superior(
+            staff, all_matching=True, filters=CustomerFilters(), expected_count=1
+        )
     assert _counts() == (0, 0)
 
 

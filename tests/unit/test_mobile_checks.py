@@ -29,14 +29,22 @@ def test_mark_checked_writes_event_and_audit(app, user, db_backend):
     mobile_checks.mark_checked(check.id, actor=staff, note="已电话核实, CRM 已更正")
     db.session.commit()
     check = db.session.get(MobileCheck, check.id)
-    assert (check.status, check.checked_by_id, check.note) == ("checked", staff.id,
-                                                               "已电话核实, CRM 已更正")
-    event = db.session.execute(select(CustomerEvent).where(
-        CustomerEvent.customer_id == check.customer_id)).scalar_one()
-    assert (event.kind, event.old_value, event.note) == ("mobile_checked", check.mobile,
-                                                         "已电话核实, CRM 已更正")
-    assert db.session.execute(select(AuditLog).where(
-        AuditLog.action == "customer.mobile_checked")).scalar_one().target_id == str(check.id)
+    assert (check.status, check.checked_by_id, check.note) == (
+        "checked",
+        staff.id,
+        "已电话核实, CRM 已更正",
+    )
+    event = db.session.execute(
+        select(CustomerEvent).where(CustomerEvent.customer_id == check.customer_id)
+    ).scalar_one()
+    assert (event.kind, event.old_value, event.note) == (
+        "mobile_checked",
+        check.mobile,
+        "已电话核实, CRM 已更正",
+    )
+    assert db.session.execute(
+        select(AuditLog).where(AuditLog.action == "customer.mobile_checked")
+    ).scalar_one().target_id == str(check.id)
     with pytest.raises(Conflict):
         mobile_checks.mark_checked(check.id, actor=staff, note="again")
 

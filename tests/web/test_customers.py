@@ -24,8 +24,17 @@ ROUTES = [
     ("GET", "/callcentre/", "customer.opt_out"),
     ("POST", "/callcentre/opt-out", "customer.opt_out"),
 ]
-USERS = ["admin", "approver", "research_head", "finance", "callcenter", "auditor", "bj_staff",
-         "bj_head", "sh_staff"]
+USERS = [
+    "admin",
+    "approver",
+    "research_head",
+    "finance",
+    "callcenter",
+    "auditor",
+    "bj_staff",
+    "bj_head",
+    "sh_staff",
+]
 
 
 def test_every_route_of_the_area_checks_a_permission(app):
@@ -34,9 +43,13 @@ def test_every_route_of_the_area_checks_a_permission(app):
             view = app.view_functions[rule.endpoint]
             assert getattr(view, "required_permissions", None), rule.endpoint
     covered = {(m, re.sub(r"\{.\}", "x", u)) for m, u, _ in ROUTES}
-    rules = {(m, re.sub(r"<[^>]+>", "x", r.rule)) for r in app.url_map.iter_rules()
-             if r.endpoint.startswith(("customers.", "callcentre."))
-             for m in r.methods if m in ("GET", "POST")}
+    rules = {
+        (m, re.sub(r"<[^>]+>", "x", r.rule))
+        for r in app.url_map.iter_rules()
+        if r.endpoint.startswith(("customers.", "callcentre."))
+        for m in r.methods
+        if m in ("GET", "POST")
+    }
     assert rules == covered
 
 
@@ -118,30 +131,41 @@ def test_detail_shows_profile_consent_and_timeline(app, login_as):
 def test_staff_marks_refused_then_agreed_with_evidence(app, login_as):
     c = make_customer(consent="agreed")
     client = login_as("bj_staff")
-    response = client.post(f"/customers/{c.id}/consent", {"state": "refused", "evidence": ""},
-                           htmx=True)
+    response = client.post(
+        f"/customers/{c.id}/consent", {"state": "refused", "evidence": ""}, htmx=True
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert html.strip().startswith('<section id="consent-panel"') and 'hx-swap-oob="true"' in html
     assert db.session.get(Customer, c.id).consent == "refused"
     # Agreed without evidence: 422, the panel again with the message, nothing written.
-    response = client.post(f"/customers/{c.id}/consent", {"state": "agreed", "evidence": " "},
-                           htmx=True)
+    response = client.post(
+        f"/customers/{c.id}/consent", {"state": "agreed", "evidence": " "}, htmx=True
+    )
     assert response.status_code == 422
     assert 'id="consent-panel"' in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(Customer, c.id).consent == "refused"
-    response = client.post(f"/customers/{c.id}/consent",
-                           {"state": "agreed", "evidence": "签署确认书 No.7"})
+    response = client.post(
+        f"/customers/{c.id}/consent", {"state": "agreed", "evidence": "签署确认书 No.7"}
+    )
     assert response.status_code == 302
     db.session.expire_all()
     assert db.session.get(Customer, c.id).consent == "agreed"
-    events = db.session.execute(select(ConsentEvent.evidence).where(
-        ConsentEvent.customer_id == c.id).order_by(ConsentEvent.id)).scalars().all()
+    events = (
+        db.session.execute(
+            select(ConsentEvent.evidence)
+            .where(ConsentEvent.customer_id == c.id)
+            .order_by(ConsentEvent.id)
+        )
+        .scalars()
+        .all()
+    )
     assert events == ["", "签署确认书 No.7"]
     # No-op: a conflict, shown in the panel.
-    again = client.post(f"/customers/{c.id}/consent", {"state": "agreed", "evidence": "x"},
-                        htmx=True)
+    again = client.post(
+        f"/customers/{c.id}/consent", {"state": "agreed", "evidence": "x"}, htmx=True
+    )
     assert again.status_code == 409
 
 
@@ -171,8 +195,9 @@ def test_two_step_handover_through_the_pages(app, login_as, user):
     html = review.get_data(as_text=True)
     assert review.status_code == 200 and 'name="expected" value="3"' in html
     assert db.session.get(Customer, mine[0].id).manager_id == user("bj_staff").id  # not yet
-    done = client.post("/customers/mine/transfer", {"all": "1", "risk": "C4", "expected": "3",
-                                                    "note": "调岗"})
+    done = client.post(
+        "/customers/mine/transfer", {"all": "1", "risk": "C4", "expected": "3", "note": "调岗"}
+    )
     assert done.status_code == 302
     db.session.expire_all()
     head = user("bj_head")
@@ -183,11 +208,14 @@ def test_two_step_handover_through_the_pages(app, login_as, user):
     client = login_as("bj_head")
     listing = client.get("/customers/to-assign").get_data(as_text=True)
     assert all(c.crm_id in listing for c in mine)
-    bad = client.post("/customers/to-assign", {"ids": [str(mine[0].id)],
-                                               "to_user": str(user("sh_staff").id)})
+    bad = client.post(
+        "/customers/to-assign", {"ids": [str(mine[0].id)], "to_user": str(user("sh_staff").id)}
+    )
     assert bad.status_code == 422
-    ok = client.post("/customers/to-assign", {"ids": [str(mine[0].id), str(mine[1].id)],
-                                              "to_user": str(colleague.id)})
+    ok = client.post(
+        "/customers/to-assign",
+        {"ids": [str(mine[0].id), str(mine[1].id)], "to_user": str(colleague.id)},
+    )
     assert ok.status_code == 302
     db.session.expire_all()
     assert db.session.get(Customer, mine[0].id).manager_id == colleague.id
@@ -232,8 +260,9 @@ def test_mark_mobile_checked_in_place(app, login_as):
     assert done.status_code == 200 and html.strip().startswith(f'<tr id="check-{check.id}"')
     assert "已核实" in html
     assert db.session.get(MobileCheck, check.id).status == "checked"
-    assert login_as("sh_staff").post(f"/customers/checks/{check.id}",
-                                     {"note": "x"}).status_code == 404
+    assert (
+        login_as("sh_staff").post(f"/customers/checks/{check.id}", {"note": "x"}).status_code == 404
+    )
 
 
 def test_call_centre_opts_out_all_customers_of_a_number(app, login_as, user):
@@ -244,30 +273,42 @@ def test_call_centre_opts_out_all_customers_of_a_number(app, login_as, user):
     found = client.get("/callcentre/?mobile=136 0000 1111").get_data(as_text=True)
     assert "甲" in found and "乙" in found and "丙" not in found
     assert "136****1111" in found and "13600001111" not in found.replace('value="13600001111"', "")
-    response = client.post("/callcentre/opt-out", {"mobile": "13600001111", "customer_id": "",
-                                                   "note": "来电要求停发"}, htmx=True)
+    response = client.post(
+        "/callcentre/opt-out",
+        {"mobile": "13600001111", "customer_id": "", "note": "来电要求停发"},
+        htmx=True,
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and html.strip().startswith('<section id="cc-results"')
     db.session.expire_all()
     assert [db.session.get(Customer, x.id).consent for x in (a, b, c)] == [
-        "refused", "refused", "agreed"]
-    events = db.session.execute(select(ConsentEvent).where(
-        ConsentEvent.customer_id == a.id)).scalars().all()
+        "refused",
+        "refused",
+        "agreed",
+    ]
+    events = (
+        db.session.execute(select(ConsentEvent).where(ConsentEvent.customer_id == a.id))
+        .scalars()
+        .all()
+    )
     assert [(e.channel, e.actor_id, e.evidence) for e in events] == [
-        ("call_centre", user("callcenter").id, "来电要求停发")]
+        ("call_centre", user("callcenter").id, "来电要求停发")
+    ]
 
 
 def test_call_centre_opts_out_one_customer(app, login_as):
     a = make_customer(mobile="13600003333")
     b = make_customer(mobile="13600003333")
     client = login_as("callcenter")
-    response = client.post("/callcentre/opt-out", {"mobile": "13600003333",
-                                                   "customer_id": str(b.id)})
+    response = client.post(
+        "/callcentre/opt-out", {"mobile": "13600003333", "customer_id": str(b.id)}
+    )
     assert response.status_code == 302
     assert db.session.get(Customer, a.id).consent == "agreed"
     assert db.session.get(Customer, b.id).consent == "refused"
-    mismatch = client.post("/callcentre/opt-out", {"mobile": "13600009999",
-                                                   "customer_id": str(a.id)})
+    mismatch = client.post(
+        "/callcentre/opt-out", {"mobile": "13600009999", "customer_id": str(a.id)}
+    )
     assert mismatch.status_code == 422
     assert db.session.get(Customer, a.id).consent == "agreed"
 
