@@ -230,6 +230,53 @@ def transfer_to_superior(
     )
 
 
+def may_transfer_for(actor: User, departing: User) -> bool:
+    """Whether ``actor`` may hand ``departing``'s customers over in their place: their
+    superior, or the Market admin who executes a deregistration (admin.users)."""
+    if actor.id == departing.id:
+        return False
+    return actor.can("admin.users") or (
+        departing.superior_id == actor.id and actor.can("customer.assign")
+    )
+
+
+def transfer_for_departing(actor: User, departing_user_id: int, *, note: str = "") -> Handover:
+    """Step 1 done in the departing user's place (R-13, R-31): every customer the user still
+    serves, including those waiting for them to assign, goes to the user's superior, who
+    then assigns them. For a user who changed post without handing over first.
+
+    Fails with ``NotFound`` (no such user), ``PermissionDenied`` (the actor is neither the
+    superior nor the Market admin), ``ValidationError`` (no active superior, no customers,
+    or no note saying why the user could not do it themselves).
+    """
+    departing = db.session.get(User, departing_user_id)
+    if departing is None:
+        raise NotFound()
+    if not may_transfer_for(actor, departing):
+        raise PermissionDenied()
+    if not (note or "").strip():
+        raise ValidationError(_("Say why the handover is made in the user's place."))
+    superior = departing.superior
+    if superior is None or not superior.active:
+        raise ValidationError(
+            _("%(name)s has no active superior. Record the superior first.",
+              name=departing.display_name)
+        )
+    selection = select(Customer).where(Customer.manager_id == departing.id)
+    return _move(
+        kind="transfer",
+        event_kind="handed_over",
+        actor=actor,
+        from_user=departing,
+        to_user=superior,
+        selection=selection,
+        awaiting=True,
+        note=note,
+        expected_count=None,
+        details={"selection": "all_of_user", "in_place_of": departing.username},
+    )
+
+
 @dataclass(frozen=True)
 class TransferPreview:
     """What a transfer would do: shown on the confirmation page before anything moves."""

@@ -218,6 +218,27 @@ def transfer_customers():
     return redirect(url_for("customers.list_mine"))
 
 
+@bp.post("/handover/in-place-of/<int:user_id>")
+@permission_required("customer.view")
+def transfer_for_departing(user_id: int):
+    """The superior or the Market admin hands a departed user's customers to the superior."""
+    moved = handover.transfer_for_departing(current_user, user_id,
+                                            note=request.form.get("note", ""))
+    db.session.commit()
+    flash(
+        _(
+            "%(n)s customers were handed over to %(name)s.",
+            n=moved.customer_count,
+            name=moved.to_user.display_name,
+        ),
+        "success",
+    )
+    target = request.form.get("next", "")
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("main.dashboard")
+    return redirect(target)
+
+
 def _mine_with_error(selection: dict, exc: DomainError):
     filters = selection["filters"]
     query = handover.my_customers_query(current_user, filters)
