@@ -84,6 +84,14 @@ class Config:
     # R-33: the daily consent inquiry, Asia/Shanghai wall-clock time.
     CONSENT_INQUIRY_TIME = os.environ.get("CONSENT_INQUIRY_TIME", "15:00")
 
+    # REST API for interface users (R-15; docs/api.md).
+    API_MAX_RECIPIENTS = _env_int("API_MAX_RECIPIENTS", 1000)  # per call; more: 413
+    API_MAX_BODY_BYTES = _env_int("API_MAX_BODY_BYTES", 1024 * 1024)  # larger body: 413
+    API_RATE_LIMIT_PER_MINUTE = _env_int("API_RATE_LIMIT_PER_MINUTE", 60)  # new clients' rate
+    API_IDEMPOTENCY_HOURS = _env_int("API_IDEMPOTENCY_HOURS", 24)  # how long a key is kept
+    API_SCHEDULE_MAX_DAYS = _env_int("API_SCHEDULE_MAX_DAYS", 30)  # schedule_at at most this far
+    API_PURGE_TIME = os.environ.get("API_PURGE_TIME", "03:20")  # daily purge of old keys
+
     # CRM import (R-20 to R-22; docs/crm-import.md). The daily task imports the newest
     # customers_YYYYMMDD.csv of CRM_IMPORT_DIR at CRM_IMPORT_TIME (Asia/Shanghai), or runs
     # CRM_SQL_QUERY against CRM_DATABASE_URL when CRM_IMPORT_SOURCE is "sql".

@@ -238,3 +238,63 @@ def make_crm_extract(path, rows, *, encoding="utf-8", header=CRM_HEADER):
     text = "\r\n".join(([header] if header is not None else []) + list(rows)) + "\r\n"
     path.write_bytes(text.encode(encoding))
     return path
+
+
+def make_template(*, author="bj_staff", approver="bj_head", name=None, category="notice",
+                  content="尊敬的{name}，您的账户{account}于今日入账{amount}元。", urgent=False,
+                  approve=True):
+    """A message template written by ``author`` through the service, submitted and (when
+    ``approve``) approved by ``approver`` along its route; committed."""
+    from app.models import User
+    from app.services import templates
+
+    def _u(username):
+        return db.session.execute(select(User).where(User.username == username)).scalar_one()
+
+    writer = _u(author) if isinstance(author, str) else author
+    data = templates.TemplateInput(name=name or f"模板{next(_seq)}", category=category,
+                                   content=content, urgent=urgent)
+    template = templates.create(writer, data)
+    if approve:
+        templates.submit(template.id, writer)
+        templates.approve(template.id, _u(approver), template.version)
+    db.session.commit()
+    return template
+
+
+def make_api_client(*, unit_code="BJ01", name=None, templates=(), rate=None, applicant=None):
+    """An API client as an executed interface-user application creates it; returns
+    ``(client, plain_key)``. The application row is written directly in its approved
+    state (the access area's steps are tested there), then the client is created the way
+    execution does, and ``templates`` are bound by the Market admin."""
+    from app.models import AccessRequest, User
+    from app.services import api_clients
+    from app.timeutil import local_today, utcnow
+
+    def _u(username):
+        return db.session.execute(select(User).where(User.username == username)).scalar_one()
+
+    u = unit(unit_code)
+    admin = _u("admin")
+    who = _u(applicant) if applicant else db.session.execute(
+        select(User).where(User.unit_id == u.id).order_by(User.id)).scalars().first() or admin
+    now = utcnow()
+    req = AccessRequest(
+        kind="interface_user", status="approved", applicant_id=who.id, applicant_unit_id=u.id,
+        person_name=name or f"接口系统{next(_seq)}", person_unit_id=u.id, person_post="",
+        username="", role_codes="api_client", data_scope="unit", reason="系统对接",
+        effective_date=local_today(), created_at=now, signed_by_id=admin.id, signed_at=now,
+        approved_by_id=_u("approver").id, approved_at=now, rejected_step="",
+        rejection_reason="", late=False,
+    )
+    db.session.add(req)
+    db.session.flush()
+    client, key = api_clients.create_client_for_request(req, admin)
+    if rate is not None:
+        client.rate_limit_per_minute = rate
+    req.status, req.executed_by_id, req.executed_at = "executed", admin.id, now
+    req.result_user_id = client.user_id
+    for template in templates:
+        api_clients.bind(client.id, template.id, admin)
+    db.session.commit()
+    return client, key

@@ -1,6 +1,15 @@
 """Database models, one module per domain; importing this package registers them all."""
 
 from app.models.access import AccessRequest, RoleChange
+from app.models.api import (
+    ApiClient,
+    ApiClientTemplate,
+    ApiMessage,
+    ApiRecipient,
+    IdempotencyKey,
+    MessageTemplate,
+    TemplateApproval,
+)
 from app.models.audit import AuditLog
 from app.models.customers import (
     ConsentEvent,
@@ -33,6 +42,13 @@ from app.models.system import ScheduledRun
 
 __all__ = [
     "AccessRequest",
+    "ApiClient",
+    "ApiClientTemplate",
+    "ApiMessage",
+    "ApiRecipient",
+    "IdempotencyKey",
+    "MessageTemplate",
+    "TemplateApproval",
     "AudienceUpload",
     "AudienceUploadRow",
     "AuditLog",

@@ -2,6 +2,7 @@
 
 from app.views.access import bp as access_bp
 from app.views.admin import bp as admin_bp
+from app.views.api import bp as api_bp
 from app.views.audit import bp as audit_bp
 from app.views.auth import bp as auth_bp
 from app.views.callcentre import bp as callcentre_bp
@@ -25,3 +26,5 @@ BLUEPRINTS += [sending_bp, replies_bp, simulator_bp, webhooks_bp]
 BLUEPRINTS += [access_bp]
 # CRM import (issue 3).
 BLUEPRINTS += [imports_bp]
+# Interface users (issue 6, items 5-7): the REST API.
+BLUEPRINTS += [api_bp]
