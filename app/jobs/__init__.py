@@ -38,3 +38,17 @@ def enqueue(func: Callable | str, *args, queue_name: str = "default", job_id: st
     if at is not None:
         return q.enqueue_at(at, func, *args, **options, **kwargs)
     return q.enqueue(func, *args, **options, **kwargs)
+
+
+def enqueue_many(func: Callable | str, arg_lists: list[tuple], job_ids: list[str], *,
+                 queue_name: str = "default", retry: Retry | None = None) -> list[Job]:
+    """``enqueue`` for many calls of one function at once, in one Redis round trip (a send
+    to 1,000,000 customers queues 2,000 batch jobs); the same timeout and TTLs."""
+    q = queue(queue_name)
+    data = [
+        Queue.prepare_data(func, args=args, job_id=job_id,
+                           timeout=current_app.config["JOB_TIMEOUT"], result_ttl=24 * 3600,
+                           failure_ttl=7 * 24 * 3600, retry=retry, meta={})
+        for args, job_id in zip(arg_lists, job_ids, strict=True)
+    ]
+    return q.enqueue_many(data)

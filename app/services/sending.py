@@ -143,6 +143,15 @@ def _enqueue_build(message_id: int) -> None:
             job_id=BUILD_JOB.format(message_id), retry=None)
 
 
+def _enqueue_batches(batch_ids: list[int]) -> None:
+    from app.jobs import enqueue_many
+
+    for start in range(0, len(batch_ids), 1000):
+        chunk = batch_ids[start:start + 1000]
+        enqueue_many("app.jobs.sending.send_batch", [(i,) for i in chunk],
+                     [BATCH_JOB.format(i) for i in chunk], queue_name="send")
+
+
 def _enqueue_batch(batch_id: int, at: datetime | None = None) -> None:
     from app.jobs import enqueue
 
@@ -186,7 +195,10 @@ def build_recipients(message_id: int) -> SendRun | None:
     a = _audience(message, now)
     eligible = a.c.reason.is_(None)
     nominal = literal(run.segments, Integer)
-    row_no = func.row_number().over(partition_by=eligible, order_by=(a.c.customer_id, a.c.user_id))
+    # Batches follow the order the audience select already produces (by mobile, after its
+    # duplicate check), so numbering them needs no sort of its own; a batch holds up to
+    # SEND_BATCH_SIZE rows of which the suppressed ones are simply not sent.
+    row_no = func.row_number().over(order_by=a.c.mobile)
     rows = select(
         literal(message_id, Integer), a.c.customer_id, a.c.user_id, a.c.unit_id, a.c.mobile,
         case((eligible, "queued"), else_="suppressed"),
@@ -199,14 +211,21 @@ def build_recipients(message_id: int) -> SendRun | None:
         literal(""),
         literal(now),
     )
-    db.session.execute(insert(Recipient.__table__).from_select(
+    insert_rows = insert(Recipient.__table__).from_select(
         ["message_id", "customer_id", "user_id", "unit_id", "mobile", "status", "reason",
-         "segments", "cost", "attempts", "batch_no", "gateway_ref", "created_at"], rows))
-    batches = _insert_batches(message_id, first_batch_no=0, now=now)
-    counts = dict(db.session.execute(
-        select(Recipient.status, func.count()).where(Recipient.message_id == message_id)
-        .group_by(Recipient.status)
-    ).all())
+         "segments", "cost", "attempts", "batch_no", "gateway_ref", "created_at"], rows)
+    if db.session.get_bind().dialect.name == "postgresql":
+        total, queued = _insert_with_batches_pg(insert_rows, message_id, now)
+        batches = _batch_ids(message_id, 0)
+    else:
+        db.session.execute(insert_rows)
+        batches = _insert_batches(message_id, first_batch_no=0, now=now)
+        counts = dict(db.session.execute(
+            select(Recipient.status, func.count()).where(Recipient.message_id == message_id)
+            .group_by(Recipient.status)
+        ).all())
+        total, queued = sum(counts.values()), counts.get("queued", 0)
+    counts = {"queued": queued, "suppressed": total - queued}
     if message.category == "inquiry":
         # R-33: asked once, never again, whether the number went out or was a duplicate.
         db.session.execute(
@@ -217,8 +236,7 @@ def build_recipients(message_id: int) -> SendRun | None:
     state = "sending" if batches else "done"
     claimed = db.session.execute(
         update(SendRun).where(SendRun.message_id == message_id, SendRun.state == "building")
-        .values(state=state, built_at=now, total=sum(counts.values()),
-                eligible=counts.get("queued", 0), suppressed=counts.get("suppressed", 0),
+        .values(state=state, built_at=now, total=total, eligible=queued, suppressed=total - queued,
                 batches=len(batches), finished_at=None if batches else now)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -226,15 +244,43 @@ def build_recipients(message_id: int) -> SendRun | None:
         db.session.rollback()
         return None
     audit.record("message.recipients_built", actor=None, target=message,
-                 details={"total": sum(counts.values()), "queued": counts.get("queued", 0),
-                          "suppressed": counts.get("suppressed", 0), "batches": len(batches)})
+                 details={"total": total, "queued": queued, "suppressed": counts["suppressed"],
+                          "batches": len(batches)})
     if not batches:
         _mark_sent(message_id, now)
     db.session.commit()
-    for batch_id in batches:
-        _enqueue_batch(batch_id)
+    _enqueue_batches(batches)
     db.session.expire_all()
     return db.session.get(SendRun, message_id)
+
+
+def _insert_with_batches_pg(insert_rows, message_id: int, now: datetime) -> tuple[int, int]:
+    """PostgreSQL: insert the recipients and their batches in one statement; the batches
+    are grouped from the inserted rows as they are returned, not read back from the table.
+    Returns (rows inserted, rows queued)."""
+    ins = insert_rows.returning(Recipient.id, Recipient.status, Recipient.batch_no).cte("ins")
+    grouped = (
+        select(literal(message_id, Integer), ins.c.batch_no, func.min(ins.c.id), func.max(ins.c.id),
+               func.count(), literal("queued"), literal(""), literal(0, Integer), literal(now))
+        .where(ins.c.batch_no.is_not(None)).group_by(ins.c.batch_no)
+    )
+    batches = insert(SendBatch.__table__).from_select(
+        ["message_id", "batch_no", "first_id", "last_id", "size", "status", "claim_token",
+         "claims", "enqueued_at"], grouped).returning(SendBatch.__table__.c.id).cte("b")
+    total, queued, _batches = db.session.execute(select(
+        select(func.count()).select_from(ins).scalar_subquery(),
+        select(func.count()).select_from(ins).where(ins.c.status == "queued").scalar_subquery(),
+        select(func.count()).select_from(batches).scalar_subquery(),
+    )).one()
+    return total, queued
+
+
+def _batch_ids(message_id: int, first_batch_no: int) -> list[int]:
+    return list(db.session.execute(
+        select(SendBatch.id).where(SendBatch.message_id == message_id,
+                                   SendBatch.batch_no >= first_batch_no)
+        .order_by(SendBatch.batch_no)
+    ).scalars())
 
 
 def _insert_batches(message_id: int, *, first_batch_no: int, now: datetime) -> list[int]:
@@ -247,11 +293,7 @@ def _insert_batches(message_id: int, *, first_batch_no: int, now: datetime) -> l
         WHERE message_id = :m AND status = 'queued' AND batch_no >= :first
         GROUP BY batch_no
     """), {"m": message_id, "now": now, "first": first_batch_no})
-    return list(db.session.execute(
-        select(SendBatch.id).where(SendBatch.message_id == message_id,
-                                   SendBatch.batch_no >= first_batch_no)
-        .order_by(SendBatch.batch_no)
-    ).scalars())
+    return _batch_ids(message_id, first_batch_no)
 
 
 # ====================================================================== delivery
@@ -715,8 +757,7 @@ def retry_unknown(message_id: int, *, actor) -> int:
     audit.record("send.unknown_retried", actor=actor, target_type="messages", target_id=message_id,
                  details={"recipients": changed, "batches": len(batches)})
     db.session.commit()
-    for batch_id in batches:
-        _enqueue_batch(batch_id)
+    _enqueue_batches(batches)
     return changed
 
 
