@@ -18,16 +18,16 @@ ROUTES = [
     ("POST", "/messages/counters", "message.draft"),
     ("POST", "/messages/preview", "message.draft"),
     ("POST", "/messages/uploads/clear", "message.draft"),
-    ("GET", "/inbox/", "approver"),
+    ("GET", "/inbox/", "message.view"),  # empty for those in no approval group
     ("GET", "/rules/", "admin.rules"),
     ("GET", "/rules/settings", "admin.rules"),
     ("POST", "/rules/try", "admin.rules"),
 ]
 ROLES = {  # username -> what the demo user may do
     "bj_staff": {"message.view", "message.draft"},
-    "bj_head": {"message.view", "message.draft", "approver"},
-    "research_head": {"message.view", "message.draft", "approver"},
-    "admin": {"message.view", "message.draft", "approver", "admin.rules"},
+    "bj_head": {"message.view", "message.draft"},
+    "research_head": {"message.view", "message.draft"},
+    "admin": {"message.view", "message.draft", "admin.rules"},
     "auditor": {"message.view"},
     "finance": set(),
     "callcenter": set(),
@@ -290,3 +290,12 @@ def test_settings_page_saves_and_refuses_bad_values(client, login_as):
     bad = client.post("/rules/settings", {**form, "quiet_start": "9pm"})
     assert bad.status_code == 422 and 'value="9pm"' in bad.get_data(as_text=True)  # input kept
     assert message_settings.get("quiet_hours") == {"start": "22:00", "end": "07:30"}
+
+
+def test_inbox_is_empty_for_those_in_no_approval_group(client, login_as, customers):
+    make_message(author="bj_staff", submit=True)
+    login_as("bj_staff")
+    html = client.get("/inbox/").get_data(as_text=True)
+    assert 'id="inbox-empty"' in html and "inbox-item-" not in html
+    nav = html.split('class="mainnav"')[1].split("</nav>")[0]
+    assert 'href="/inbox/"' not in nav  # the nav entry is for approvers only
