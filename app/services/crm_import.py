@@ -82,7 +82,7 @@ _FORMULA_FIRST = frozenset(c for c in _FORMULA_START)
 _CRM_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.\-]{0,31}\Z")
 _DATE_RE = re.compile(r"(\d{4})[-/]?(\d{1,2})[-/]?(\d{1,2})\Z")
 _EXTRACT_RE = re.compile(r"customers_(\d{8})\.csv\Z")
-FIELD_MAX = {"crm_id": 32, "name": 100, "mobile": 32, "tags": 400, "tag": 40}
+FIELD_MAX = {"crm_id": 32, "name": 100, "mobile": 32}
 EARLIEST_OPENING = date(1990, 1, 1)  # the exchanges opened in 1990
 BATCH_ROWS = 5000
 READ_SHARE = 70  # percent of the progress bar the reading phase fills
@@ -154,10 +154,6 @@ class ImportFailed(DomainError):
         self.code = code
         self.params = {k: str(v) for k, v in params.items()}
         super().__init__(gettext(FATAL_ERRORS[code], **self.params))
-
-    @property
-    def english(self) -> str:
-        return FATAL_ERRORS[self.code] % self.params
 
 
 def describe_failure(run: ImportRun) -> str:
@@ -271,8 +267,6 @@ def _header_problems(cells: list[str], code: str) -> list[int]:
 class FileSource:
     """A CSV extract on disk (UTF-8 with or without BOM, or GB18030)."""
 
-    kind = "file"
-
     def __init__(self, path: str | os.PathLike, max_bytes: int):
         self.path = Path(path)
         self.max_bytes = max_bytes
@@ -293,11 +287,13 @@ class FileSource:
         utf8 = codecs.getincrementaldecoder("utf-8")()
         utf8_ok = True
         offset = 0
+        bom = False
         with self.path.open("rb") as fh:
             first = True
             while chunk := fh.read(1 << 20):
                 if first:
                     _refuse_non_text(chunk)
+                    bom = chunk.startswith(codecs.BOM_UTF8)
                     first = False
                 if b"\x00" in chunk:
                     raise ImportFailed("binary")
@@ -315,8 +311,6 @@ class FileSource:
                     utf8.decode(b"", final=True)
                 except UnicodeDecodeError:
                     utf8_ok = False
-            with self.path.open("rb") as again:
-                bom = again.read(3) == codecs.BOM_UTF8
         if utf8_ok:
             encoding = "utf-8-sig" if bom else "utf-8"
         else:
@@ -385,8 +379,6 @@ def _check_decodes(path: Path, encoding: str, utf8_offset: int) -> None:
 
 class SqlSource:
     """The rows of ``query`` on the CRM database ``url``, with the extract's column names."""
-
-    kind = "sql"
 
     def __init__(self, url: str, query: str):
         if not url:
@@ -884,6 +876,9 @@ def _execute(run: ImportRun, source, staging: Staging, progress: Progress) -> No
     conn = staging.conn
     if staging.pg:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        # Sorts and hash joins over a million staged rows stay in memory instead of
+        # spilling to disk (this transaction only).
+        conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
     else:
         # A larger page cache keeps a million-row apply from spilling mid-transaction.
         conn.exec_driver_sql("PRAGMA cache_size = -131072")
