@@ -440,12 +440,13 @@ def _create(client: ApiClient, payload) -> Answer:
 
 # ------------------------------------------------------------------ reading back
 
+_DIGITS = re.compile(r"^[0-9]{1,10}$")
+
+
 def _own(client: ApiClient, message_id) -> ApiMessage:
     """The client's own API message; NotFound (404) for any other id."""
-    try:
-        mid = int(str(message_id))
-    except (TypeError, ValueError):
-        mid = 0
+    text = str(message_id)
+    mid = int(text) if _DIGITS.match(text) else 0
     row = db.session.get(ApiMessage, mid) if 1 <= mid <= MAX_ID else None
     if row is None or row.client_id != client.id:
         raise NotFound(_("No message %(id)s of this key.", id=message_id))
@@ -475,12 +476,10 @@ def message_status(client: ApiClient, message_id) -> dict:
 
 
 def _page_arg(value, name: str, default: int, high: int) -> int:
-    if value in (None, ""):
+    if value is None:
         return default
-    try:
-        number = int(str(value))
-    except ValueError:
-        number = 0
+    text = str(value)
+    number = int(text) if _DIGITS.match(text) else 0
     if not 1 <= number <= high:
         raise ValidationError(_("%(f)s is a whole number from 1 to %(n)s.", f=name, n=high), field=name)
     return number
@@ -490,8 +489,7 @@ def recipients_page(client: ApiClient, message_id, *, status=None, page=None, pe
     """The client's recipients of one message with their outcomes, in request order,
     optionally of one outcome, a page at a time."""
     row = _own(client, message_id)
-    status = (status or "").strip()
-    if status and status not in OUTCOMES:
+    if status is not None and status not in OUTCOMES:
         raise ValidationError(_("status is one of: %(s)s.", s=", ".join(OUTCOMES)), field="status")
     page_no = _page_arg(page, "page", 1, PAGE_MAX)
     size = _page_arg(per_page, "per_page", 100, PER_PAGE_MAX)
@@ -512,7 +510,7 @@ def recipients_page(client: ApiClient, message_id, *, status=None, page=None, pe
         items.append({"index": position, kind: ref, "status": outcome or "pending",
                       "reason": reason or "", "submitted_at": _iso(submitted_at),
                       "finished_at": _iso(finished_at)})
-    return {"message_id": row.message_id, "status": status or None, "page": page_no,
+    return {"message_id": row.message_id, "status": status, "page": page_no,
             "per_page": size, "total": total, "pages": max((total + size - 1) // size, 1),
             "items": items}
 

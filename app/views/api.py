@@ -15,6 +15,7 @@ import json
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Rule
 
 from app.extensions import csrf, db, login_manager
 from app.services import api_clients, api_messages
@@ -195,9 +196,7 @@ def openapi():
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-@bp.route("/", defaults={"rest": ""}, methods=_METHODS)
-@bp.route("/<path:rest>", methods=_METHODS)
-def unrouted(rest: str):
+def unrouted(rest: str = ""):
     """Anything else under /api/v1 answers in JSON too: 405 with Allow for a known
     address and another method, else 404."""
     adapter = current_app.url_map.bind("api.local")
@@ -212,3 +211,13 @@ def unrouted(rest: str):
     if allowed:
         raise MethodNotAllowed(valid_methods=allowed + (["HEAD"] if "GET" in allowed else []))
     raise NotFound()
+
+
+@bp.record_once
+def _catch_all(state):
+    """A rule without a method list matches every method (TRACE, QUERY, anything), so the
+    requests no endpoint takes still reach ``unrouted`` and answer in JSON; Flask's own
+    rules always carry a method list, hence the werkzeug Rule."""
+    state.app.view_functions["api.unrouted"] = unrouted
+    for path in ("/api/v1/", "/api/v1/<path:rest>"):
+        state.app.url_map.add(Rule(path, endpoint="api.unrouted"))

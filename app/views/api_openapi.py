@@ -13,6 +13,15 @@ from app.models.sending import RECIPIENT_STATUSES
 from app.services import api_messages, templates
 
 MESSAGE_STATUSES = ["approved", "sending", "sent", "cancelled"]
+# The template the examples fill (docs/api.md uses the same).
+EXAMPLE_TEMPLATE = "尊敬的{name}，您的账户{account}于今日入账{amount}元。"
+EXAMPLE_REQUEST = {
+    "template_id": 1,
+    "recipients": [
+        {"crm_id": "C000000001", "vars": {"account": "6225****1234", "amount": "1,000.00"}},
+        {"mobile": "13800138000", "vars": {"account": "6225****5678", "amount": "88.00"}},
+    ],
+}
 
 
 def _error_response(description: str, headers: dict | None = None) -> dict:
@@ -49,7 +58,8 @@ def build_spec() -> dict:
     }
     message_id = {"name": "message_id", "in": "path", "required": True,
                   "description": "The id POST /messages answered with.",
-                  "schema": {"type": "integer", "minimum": 1, "maximum": api_messages.MAX_ID}}
+                  "schema": {"type": "integer", "minimum": 1, "maximum": api_messages.MAX_ID},
+                  "example": 1}
     counts = {status: {"type": "integer", "minimum": 0} for status in api_messages.OUTCOMES}
     variable_value = {"oneOf": [{"type": "string", "minLength": 1,
                                  "maxLength": templates.VARIABLE_MAX_CHARS},
@@ -177,15 +187,20 @@ def build_spec() -> dict:
                 },
                 "SendRequest": {
                     "type": "object", "additionalProperties": False,
+                    "example": EXAMPLE_REQUEST,
                     "required": ["template_id", "recipients"],
                     "properties": {
                         "template_id": {"type": "integer", "minimum": 1,
                                         "maximum": api_messages.MAX_ID},
+                        # The limit is not a maxItems: over it the answer is 413, not 422.
                         "recipients": {"type": "array", "minItems": 1,
-                                       "maxItems": max_recipients,
+                                       "description": f"At most {max_recipients} a call "
+                                                      "(more: 413).",
                                        "items": {"$ref": "#/components/schemas/Recipient"}},
                         "schedule_at": {"type": "string", "format": "date-time",
-                                        "description": "Later than now, at most "
+                                        "nullable": True,
+                                        "description": "Null or left out: send now. "
+                                                       "Later than now, at most "
                                                        f"{int(cfg['API_SCHEDULE_MAX_DAYS'])} "
                                                        "days ahead; without an offset it is "
                                                        "Asia/Shanghai time."},

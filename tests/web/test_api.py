@@ -366,7 +366,8 @@ def test_openapi_document_is_public_and_names_the_limits(app, client):
     assert set(spec["paths"]) == {"/messages", "/messages/{message_id}",
                                   "/messages/{message_id}/recipients"}
     schema = spec["components"]["schemas"]["SendRequest"]
-    assert schema["properties"]["recipients"]["maxItems"] == 250
+    assert "250" in schema["properties"]["recipients"]["description"]
+    assert "250" in spec["paths"]["/messages"]["post"]["responses"]["413"]["description"]
 
 
 def test_last_use_is_noted(client, setup):
