@@ -218,6 +218,21 @@ def required_consent(category: str) -> str:
     return "undetermined" if category == "inquiry" else "agreed"
 
 
+# A message's recipients are built right after it starts sending; this much slack covers a
+# build that was slow or retried.
+BUILD_SLACK = timedelta(days=1)
+
+
+def _recent_messages(category: str, since: datetime, exclude_message_id: int | None):
+    recent = select(Message.id).where(
+        Message.category == category,
+        Message.send_started_at >= since - BUILD_SLACK,
+    )
+    if exclude_message_id is not None:
+        recent = recent.where(Message.id != exclude_message_id)
+    return recent
+
+
 def sent_counts_since(day_start: datetime, week_start: datetime, category: str,
                       exclude_message_id: int | None = None, within=None):
     """Per customer, the messages of ``category`` sent since ``day_start`` and since
@@ -225,16 +240,10 @@ def sent_counts_since(day_start: datetime, week_start: datetime, category: str,
 
     Reads the sending area's ``recipients`` (migration 0005): a row counts while its
     status says the message went out or may have (CAP_COUNTED_STATUSES). The rows are
-    reached through the category's messages that started sending in the window (a day of
-    slack for a late recipient build), i.e. through ``recipients``' message index: the
-    table grows to hundreds of millions of rows and is never scanned by time alone.
-    ``within``, a select of customer ids, limits the count to those customers."""
-    recent = select(Message.id).where(
-        Message.category == category,
-        Message.send_started_at >= week_start - timedelta(days=1),
-    )
-    if exclude_message_id is not None:
-        recent = recent.where(Message.id != exclude_message_id)
+    reached through the category's messages that started sending in the window (with
+    BUILD_SLACK), i.e. through ``recipients``' message index: the table grows to hundreds
+    of millions of rows and is never scanned by time alone. ``within``, a select of
+    customer ids, limits the count to those customers."""
     q = (
         select(
             recipients.c.customer_id.label("customer_id"),
@@ -242,7 +251,7 @@ def sent_counts_since(day_start: datetime, week_start: datetime, category: str,
             func.count().label("week_n"),
         )
         .where(
-            recipients.c.message_id.in_(recent),
+            recipients.c.message_id.in_(_recent_messages(category, week_start, exclude_message_id)),
             recipients.c.created_at >= week_start,
             recipients.c.customer_id.is_not(None),
             recipients.c.status.in_(CAP_COUNTED_STATUSES),
@@ -257,13 +266,28 @@ def sent_counts_since(day_start: datetime, week_start: datetime, category: str,
 def capped_customers(cap: message_settings.Cap, send_at: datetime, category: str,
                      exclude_message_id: int | None = None, within=None):
     """The customers a send of ``category`` at ``send_at`` would take over ``cap`` (R-46):
-    a subquery of ``customer_id``."""
+    a subquery of ``customer_id``, or None when nobody can be over it.
+
+    A message gives a customer at most one recipient row, so fewer recent messages than the
+    cap means nobody reached it: that limit is dropped, and with only the daily limit left
+    just today's sends are counted."""
     day_start, week_start = message_settings.cap_windows(send_at)
-    sent = sent_counts_since(day_start, week_start, category, exclude_message_id, within)
+    n_day, n_week = db.session.execute(select(
+        select(func.count()).select_from(
+            _recent_messages(category, day_start, exclude_message_id).subquery()).scalar_subquery(),
+        select(func.count()).select_from(
+            _recent_messages(category, week_start, exclude_message_id).subquery()).scalar_subquery(),
+    )).one()
+    by_day = bool(cap.day) and n_day >= cap.day
+    by_week = bool(cap.week) and n_week >= cap.week
+    if not (by_day or by_week):
+        return None
+    sent = sent_counts_since(day_start, week_start if by_week else day_start, category,
+                             exclude_message_id, within)
     over = []
-    if cap.day:
+    if by_day:
         over.append(sent.c.day_n >= cap.day)
-    if cap.week:
+    if by_week:
         over.append(sent.c.week_n >= cap.week)
     return select(sent.c.customer_id).where(or_(*over)).subquery("capped")
 
@@ -333,8 +357,9 @@ def _customer_rows(spec: AudienceSpec, *, unit: Unit, category: str, send_at: da
             scope_t = Customer.__table__.alias("cap_scope")
             within = select(scope_t.c.id).where(*_criteria(scope_t, spec, unit))
         capped = capped_customers(cap, send_at, category, exclude_message_id, within=within)
-        q = q.outerjoin(capped, capped.c.customer_id == c.id)
-        whens.append((capped.c.customer_id.is_not(None), "cap"))
+        if capped is not None:
+            q = q.outerjoin(capped, capped.c.customer_id == c.id)
+            whens.append((capped.c.customer_id.is_not(None), "cap"))
     return q.add_columns(case(*whens, else_=null()).label("reason"))
 
 

@@ -98,12 +98,15 @@ def test_parse_refuses_malformed_audiences():
 
 
 def _sent(customer, at_local, category="market", n=1):
-    # As the sending area does: the message starts sending, then its recipients are built.
-    message = make_approved_message(category=category, status="sent",
-                                    send_started_at=local_to_utc(at_local))
+    """``n`` messages of ``category`` sent to ``customer`` at ``at_local``, each with the one
+    recipient row per customer the sending area builds."""
     for _ in range(n):
-        db.session.add(Recipient(message_id=message.id, customer_id=customer.id, mobile=customer.mobile,
-                                 status="delivered", created_at=local_to_utc(at_local)))
+        # As the sending area does: the message starts sending, then its recipients are built.
+        message = make_approved_message(category=category, status="sent",
+                                        send_started_at=local_to_utc(at_local))
+        db.session.add(Recipient(message_id=message.id, customer_id=customer.id,
+                                 mobile=customer.mobile, status="delivered",
+                                 created_at=local_to_utc(at_local)))
     db.session.commit()
 
 
@@ -265,3 +268,19 @@ def test_preview_counts_equal_the_rows_the_send_builds(known, monkeypatch, narro
         assert p.by_carrier == carriers
         # c is over the market cap, so the customer sharing its number receives instead.
         assert p.excluded["duplicate"] == (1 if category == "market" else 2)
+
+
+def test_fewer_recent_messages_than_the_cap_skip_the_count(known):
+    """One recipient row per customer per message: with fewer messages than a limit, nobody
+    can have reached it, and the count over the recipients is not even made."""
+    cap = message_settings.Cap(2, 5)
+    send_at = local_to_utc(datetime(2030, 1, 10, 15, 0))
+    assert audience.capped_customers(cap, send_at, "market") is None
+    _sent(known["a"], datetime(2030, 1, 10, 9, 0))
+    assert audience.capped_customers(cap, send_at, "market") is None  # one today, none capped
+    _sent(known["b"], datetime(2030, 1, 10, 10, 0))
+    capped = audience.capped_customers(cap, send_at, "market")
+    assert capped is not None and db.session.execute(select(capped.c.customer_id)).all() == []
+    _sent(known["a"], datetime(2030, 1, 10, 11, 0))
+    capped = audience.capped_customers(cap, send_at, "market")
+    assert db.session.execute(select(capped.c.customer_id)).scalars().all() == [known["a"].id]
