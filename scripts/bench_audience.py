@@ -73,7 +73,7 @@ def build(url: str, schema: str, customers: int, branches: int) -> dict:
                        "WHERE id % 3 = 0"))
         s.execute(text("INSERT INTO customer_tags (customer_id, tag) SELECT id, '债券' FROM customers "
                        "WHERE id % 7 = 0"))
-        # A week of earlier market messages: five daily ones to a fifth of the customers
+        # A heavy week of earlier market messages: five daily ones to a fifth of the customers
         # (the weekly cap of 5), and two of today's also to another fifth (the daily cap
         # of 2). The cap then excludes some and its aggregation has real work.
         s.execute(text("""
@@ -94,6 +94,23 @@ def build(url: str, schema: str, customers: int, branches: int) -> dict:
             JOIN customers c ON (c.id % 5 = 1 AND m.title <> 'bench 6')
                              OR (c.id % 5 = 0 AND m.title IN ('bench 1', 'bench 6'))
             WHERE m.title LIKE 'bench %'
+        """))
+        # Advisory: one message yesterday to a third of the customers (a light week).
+        s.execute(text("""
+            INSERT INTO messages (unit_id, author_id, category, title, body, audience, status, urgent,
+                version, route, route_article, created_at, updated_at, route_fallback, segments,
+                audience_summary, rule_warnings, send_started_at)
+            SELECT u.id, NULL, 'advisory', 'bench advisory', 'bench', '{}', 'sent', false, 1, '', '',
+                   now(), now(), false, 1, '{}', '[]', timezone('UTC', now()) - interval '1 day'
+            FROM units u WHERE u.code = 'RES'
+        """))
+        s.execute(text("""
+            INSERT INTO recipients (message_id, customer_id, user_id, unit_id, mobile, status, reason,
+                segments, cost, attempts, gateway_ref, created_at)
+            SELECT m.id, c.id, NULL, c.branch_id, c.mobile, 'delivered', '', 1, 0.05, 1, '',
+                   m.send_started_at + interval '1 minute'
+            FROM messages m JOIN customers c ON c.id % 3 = 0
+            WHERE m.title = 'bench advisory'
         """))
         s.commit()
         timings["generate_seconds"] = round(time.perf_counter() - started, 2)
@@ -137,6 +154,7 @@ def measure(url: str, schema: str, repeat: int) -> dict:
         cases = {
             "hq_notice_all_branches": (ops, "notice", {"branches": branch_ids}),
             "hq_market_all_branches_with_cap": (ops, "market", {"branches": branch_ids}),
+            "hq_advisory_all_branches_light_week": (ops, "advisory", {"branches": branch_ids}),
             "hq_market_tag_filter": (ops, "market", {"branches": branch_ids, "tags": ["基金"]}),
             "hq_market_risk_filter": (ops, "market", {"branches": branch_ids, "risk_levels": ["C4", "C5"]}),
             "one_branch_market": (one, "market", {"branches": [one.id]}),
