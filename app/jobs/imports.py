@@ -66,9 +66,15 @@ def run_import_job(run_id: int) -> dict:
     run = crm_import.run_import(run_id, on_progress=progress)
     if run is None:
         return {"run": run_id, "status": "missing"}
-    return {"run": run.id, "status": run.status, "new": run.count_new,
-            "updated": run.count_updated, "unchanged": run.count_unchanged,
-            "skipped": run.count_skipped, "invalid": run.count_invalid}
+    return {
+        "run": run.id,
+        "status": run.status,
+        "new": run.count_new,
+        "updated": run.count_updated,
+        "unchanged": run.count_unchanged,
+        "skipped": run.count_skipped,
+        "invalid": run.count_invalid,
+    }
 
 
 def progress_of(run: ImportRun) -> dict:

@@ -68,8 +68,13 @@ class ImportRun(db.Model):
 
     @property
     def total_rows(self) -> int:
-        return (self.count_new + self.count_updated + self.count_unchanged + self.count_skipped
-                + self.count_invalid)
+        return (
+            self.count_new
+            + self.count_updated
+            + self.count_unchanged
+            + self.count_skipped
+            + self.count_invalid
+        )
 
     @property
     def error_param_dict(self) -> dict:

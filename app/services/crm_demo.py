@@ -28,7 +28,10 @@ def _names(count: int, rnd: random.Random) -> list[str]:
     try:
         from faker import Faker
     except ImportError:  # faker is a development dependency; fall back to a short list
-        surnames, given = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗", "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超霞平刚"
+        surnames, given = (
+            "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗",
+            "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超霞平刚",
+        )
         return [rnd.choice(surnames) + rnd.choice(given) + rnd.choice(given) for _ in range(count)]
     fake = Faker("zh_CN")
     fake.seed_instance(rnd.randrange(1 << 30))
@@ -44,10 +47,14 @@ def write_demo_csv(path: str | Path, *, customers: int = 300, seed: int = 2026) 
     rnd = random.Random(seed)
     staff: dict[str, list[str]] = {}
     for code in DEMO_BRANCHES:
-        staff[code] = list(db.session.execute(
-            select(User.username).join(Unit, Unit.id == User.unit_id)
-            .where(Unit.code == code, User.active.is_(True)).order_by(User.username)
-        ).scalars())
+        staff[code] = list(
+            db.session.execute(
+                select(User.username)
+                .join(Unit, Unit.id == User.unit_id)
+                .where(Unit.code == code, User.active.is_(True))
+                .order_by(User.username)
+            ).scalars()
+        )
     branches = [code for code in DEMO_BRANCHES if staff[code]]
     if not branches:
         raise ValueError("the demo branches BJ01/SH01/SZ01 have no users")
@@ -56,8 +63,19 @@ def write_demo_csv(path: str | Path, *, customers: int = 300, seed: int = 2026) 
     path = Path(path)
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["crm_id", "name", "mobile", "branch_code", "manager", "opened_on",
-                         "risk_level", "tags", "status"])
+        writer.writerow(
+            [
+                "crm_id",
+                "name",
+                "mobile",
+                "branch_code",
+                "manager",
+                "opened_on",
+                "risk_level",
+                "tags",
+                "status",
+            ]
+        )
         for i in range(customers):
             branch = branches[i % len(branches)]
             if i % 97 == 5:
@@ -65,15 +83,24 @@ def write_demo_csv(path: str | Path, *, customers: int = 300, seed: int = 2026) 
             elif i % 41 == 7 and problems:
                 mobile = problems.pop(0)
             else:
-                mobile = rnd.choice(("138", "139", "135", "186", "189", "133", "177", "150")) + \
-                    f"{rnd.randrange(10**8):08d}"
+                mobile = (
+                    rnd.choice(("138", "139", "135", "186", "189", "133", "177", "150"))
+                    + f"{rnd.randrange(10**8):08d}"
+                )
             opened = date(2026, 1, 1) - timedelta(days=rnd.randrange(1, 4000))
-            writer.writerow([
-                f"DEMO{i + 1:06d}", names[i], mobile, branch, rnd.choice(staff[branch]),
-                opened.isoformat(), f"C{rnd.randint(1, 5)}",
-                ";".join(rnd.sample(DEMO_TAGS, rnd.choice((0, 1, 1, 2)))),
-                "closed" if rnd.random() < 0.05 else "active",
-            ])
+            writer.writerow(
+                [
+                    f"DEMO{i + 1:06d}",
+                    names[i],
+                    mobile,
+                    branch,
+                    rnd.choice(staff[branch]),
+                    opened.isoformat(),
+                    f"C{rnd.randint(1, 5)}",
+                    ";".join(rnd.sample(DEMO_TAGS, rnd.choice((0, 1, 1, 2)))),
+                    "closed" if rnd.random() < 0.05 else "active",
+                ]
+            )
     return path
 
 
@@ -98,16 +125,22 @@ def seed_demo_customers(customers: int = 300) -> ImportRun | None:
     if run.status != "succeeded":
         return run
     rnd = random.Random(27)
-    ids = db.session.execute(
-        select(Customer.id).where(Customer.active.is_(True), Customer.mobile_status == "valid")
-        .order_by(Customer.id)
-    ).scalars().all()
+    ids = (
+        db.session.execute(
+            select(Customer.id)
+            .where(Customer.active.is_(True), Customer.mobile_status == "valid")
+            .order_by(Customer.id)
+        )
+        .scalars()
+        .all()
+    )
     for customer_id in ids:
         roll = rnd.random()
         if roll < 0.55:
             consent.agree_by_reply(customer_id, evidence="Y")
         elif roll < 0.62:
-            consent.change_consent(customer_id, "refused", channel="sms_reply", actor=None,
-                                   evidence="TD")
+            consent.change_consent(
+                customer_id, "refused", channel="sms_reply", actor=None, evidence="TD"
+            )
     db.session.commit()
     return run

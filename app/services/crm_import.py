@@ -63,11 +63,26 @@ def N_(message: str) -> str:
     return message
 
 
-HEADER = ("crm_id", "name", "mobile", "branch_code", "manager", "opened_on", "risk_level",
-          "tags", "status")
+HEADER = (
+    "crm_id",
+    "name",
+    "mobile",
+    "branch_code",
+    "manager",
+    "opened_on",
+    "risk_level",
+    "tags",
+    "status",
+)
 RISK_LEVELS = {f"C{i}": f"C{i}" for i in range(1, 6)} | {f"c{i}": f"C{i}" for i in range(1, 6)}
-STATUSES = {"active": True, "closed": False, "Active": True, "Closed": False, "ACTIVE": True,
-            "CLOSED": False}
+STATUSES = {
+    "active": True,
+    "closed": False,
+    "Active": True,
+    "Closed": False,
+    "ACTIVE": True,
+    "CLOSED": False,
+}
 # Number ranges of virtual operators (MVNO): real customers rarely keep them for years,
 # and they are the ranges fraud and throw-away numbers come from (Art 24: doubtful).
 VIRTUAL_OPERATOR_PREFIXES = ("162", "165", "167", "170", "171")
@@ -106,9 +121,15 @@ ROW_ERRORS = {
     "columns": N_("The row has a different number of fields than the header."),
     "required": N_("This field is empty."),
     "too_long": N_("Too long: at most %(max)s characters."),
-    "bad_crm_id": N_("A CRM id holds only letters, digits, '.', '_' and '-', and starts with a letter or digit."),
-    "duplicate_crm_id": N_("This CRM id is on several rows of the file; none of them was imported."),
-    "formula": N_("The cell starts like a spreadsheet formula (= + - @); it is refused to protect whoever opens an export."),
+    "bad_crm_id": N_(
+        "A CRM id holds only letters, digits, '.', '_' and '-', and starts with a letter or digit."
+    ),
+    "duplicate_crm_id": N_(
+        "This CRM id is on several rows of the file; none of them was imported."
+    ),
+    "formula": N_(
+        "The cell starts like a spreadsheet formula (= + - @); it is refused to protect whoever opens an export."
+    ),
     "unknown_branch": N_("No branch has this code."),
     "unknown_manager": N_("No user has this username."),
     "inactive_manager": N_("This user account is deactivated."),
@@ -125,17 +146,29 @@ FATAL_ERRORS = {
     "empty": N_("The file is empty."),
     "too_large": N_("The file has %(size_mb)s MB; the CRM import accepts at most %(max_mb)s MB."),
     "binary": N_("This is not a CSV text file: it contains binary data."),
-    "spreadsheet": N_("This is an Excel workbook, not a CSV file. Save it in Excel as \"CSV UTF-8\" and import that."),
+    "spreadsheet": N_(
+        'This is an Excel workbook, not a CSV file. Save it in Excel as "CSV UTF-8" and import that.'
+    ),
     "utf16": N_("The file is UTF-16 text. Save it as UTF-8 or GB18030 CSV."),
-    "encoding": N_("The file is neither UTF-8 nor GB18030 text (undecodable bytes near byte %(offset)s)."),
-    "header": N_("The first line must be the header %(expected)s. Missing: %(missing)s. Not expected: %(unexpected)s."),
+    "encoding": N_(
+        "The file is neither UTF-8 nor GB18030 text (undecodable bytes near byte %(offset)s)."
+    ),
+    "header": N_(
+        "The first line must be the header %(expected)s. Missing: %(missing)s. Not expected: %(unexpected)s."
+    ),
     "not_csv": N_("The file is not valid CSV at line %(line)s: %(error)s"),
     "no_rows": N_("The file has a header but no customer rows."),
     "sql_config": N_("No CRM database is configured (CRM_DATABASE_URL)."),
     "sql_error": N_("The CRM database query failed: %(error)s"),
-    "sql_columns": N_("The CRM query must return the columns %(expected)s. Missing: %(missing)s. Not expected: %(unexpected)s."),
-    "crash": N_("The import stopped on an unexpected error (%(error)s); no customer data was changed."),
-    "stopped": N_("The import job stopped without finishing (the worker crashed or was stopped); no customer data was changed."),
+    "sql_columns": N_(
+        "The CRM query must return the columns %(expected)s. Missing: %(missing)s. Not expected: %(unexpected)s."
+    ),
+    "crash": N_(
+        "The import stopped on an unexpected error (%(error)s); no customer data was changed."
+    ),
+    "stopped": N_(
+        "The import job stopped without finishing (the worker crashed or was stopped); no customer data was changed."
+    ),
     "queue": N_("The job queue is not reachable, so the import could not start."),
 }
 
@@ -233,7 +266,7 @@ def classify_mobile(raw: str) -> tuple[str, str, str, str]:
         raw = unicodedata.normalize("NFKC", raw)
     mobile = normalize_mobile(raw)
     if len(mobile) == 11 and mobile[0] == "1" and _CN_MOBILE.fullmatch(mobile):
-        return (mobile, *_classify_range(mobile[:_carrier_prefix_digits()]))
+        return (mobile, *_classify_range(mobile[: _carrier_prefix_digits()]))
     if not mobile:
         return raw.strip(), "invalid", "", "not a phone number"
     if mobile.isascii() and mobile.isdigit():
@@ -242,6 +275,7 @@ def classify_mobile(raw: str) -> tuple[str, str, str, str]:
 
 
 # ---------------------------------------------------------------- sources
+
 
 @dataclass
 class FileInfo:
@@ -259,8 +293,12 @@ def _header_problems(cells: list[str], code: str) -> list[int]:
     unexpected = [n for n in names if n not in HEADER]
     doubled = {n for n in names if names.count(n) > 1}
     if missing or unexpected or doubled:
-        raise ImportFailed(code, expected=",".join(HEADER), missing=",".join(missing) or "-",
-                           unexpected=",".join(unexpected + sorted(doubled)) or "-")
+        raise ImportFailed(
+            code,
+            expected=",".join(HEADER),
+            missing=",".join(missing) or "-",
+            unexpected=",".join(unexpected + sorted(doubled)) or "-",
+        )
     return [names.index(h) for h in HEADER]
 
 
@@ -396,8 +434,9 @@ class SqlSource:
         try:
             with engine.connect() as conn:
                 try:
-                    result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS) \
-                        .execute(text(self.query))
+                    result = conn.execution_options(
+                        stream_results=True, yield_per=BATCH_ROWS
+                    ).execute(text(self.query))
                     self.positions = _header_problems(list(result.keys()), "sql_columns")
                     for line, row in enumerate(result, start=1):
                         yield line, [_sql_cell(v) for v in row]
@@ -428,15 +467,32 @@ def _short(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------- row checks
 
-STAGE_COLUMNS = ("line_no", "state", "crm_id", "name", "mobile", "mobile_tail", "mobile_status",
-                 "mobile_note", "carrier", "branch_id", "manager_id", "opened_on", "risk_level",
-                 "tags", "active", "row_hash", "raw")
+STAGE_COLUMNS = (
+    "line_no",
+    "state",
+    "crm_id",
+    "name",
+    "mobile",
+    "mobile_tail",
+    "mobile_status",
+    "mobile_note",
+    "carrier",
+    "branch_id",
+    "manager_id",
+    "opened_on",
+    "risk_level",
+    "tags",
+    "active",
+    "row_hash",
+    "raw",
+)
 ERROR_COLUMNS = ("run_id", "line_no", "crm_id", "field", "code", "value", "message", "raw")
 
 
 def _tags_ok(tags: list[str]) -> bool:
-    return (not any(len(t) > 40 or t[0] in _FORMULA_FIRST for t in tags)
-            and len(";".join(tags)) <= 400)
+    return (
+        not any(len(t) > 40 or t[0] in _FORMULA_FIRST for t in tags) and len(";".join(tags)) <= 400
+    )
 
 
 def _raw_line(cells: list[str]) -> str:
@@ -460,8 +516,12 @@ class RowChecker:
             select(Unit.id, Unit.code).where(Unit.kind == "branch", Unit.active.is_(True))
         ):
             self.branches[code] = self.branches[code.upper()] = (uid, code)
-        self.users = {name: (uid, unit_id, active) for uid, name, unit_id, active in
-                      db.session.execute(select(User.id, User.username, User.unit_id, User.active))}
+        self.users = {
+            name: (uid, unit_id, active)
+            for uid, name, unit_id, active in db.session.execute(
+                select(User.id, User.username, User.unit_id, User.active)
+            )
+        }
         self.seen_mobiles: set[int] = set()
         self.shared_mobiles: set[str] = set()  # valid numbers on more than one row
         self.dates: dict[str, str] = {}
@@ -504,21 +564,47 @@ class RowChecker:
         if n != 9 and (n < 9 or any(cells[9:])):
             raw = _raw_line(cells)
             crm = cells[self.positions[0]].strip() if n > self.positions[0] else ""
-            return (self._bad(line_no, None, raw), (),
-                    [self._error(line_no, crm, "row", "columns", str(n), raw)])
+            return (
+                self._bad(line_no, None, raw),
+                (),
+                [self._error(line_no, crm, "row", "columns", str(n), raw)],
+            )
         if self.in_order:
-            crm_id, name, mobile_raw, branch_code, manager, opened, risk, tags, status = \
-                map(str.strip, cells if n == 9 else cells[:9])
+            crm_id, name, mobile_raw, branch_code, manager, opened, risk, tags, status = map(
+                str.strip, cells if n == 9 else cells[:9]
+            )
         else:
-            crm_id, name, mobile_raw, branch_code, manager, opened, risk, tags, status = \
-                (cells[i].strip() for i in self.positions)
+            crm_id, name, mobile_raw, branch_code, manager, opened, risk, tags, status = (
+                cells[i].strip() for i in self.positions
+            )
         if not mobile_raw:  # Art 20: only customers with a mobile are imported
             crm = crm_id if _CRM_ID_RE.match(crm_id) else None
-            return (line_no, "skip", crm, None, None, None, None, None, None, None, None, None,
-                    None, None, None, None, _raw_line(cells)), (), ()
+            return (
+                (
+                    line_no,
+                    "skip",
+                    crm,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    _raw_line(cells),
+                ),
+                (),
+                (),
+            )
         if len(mobile_raw) == 11 and _CN_MOBILE.fullmatch(mobile_raw):
             mobile = mobile_raw
-            mobile_status, carrier, note = _classify_range(mobile_raw[:self.prefix_digits])
+            mobile_status, carrier, note = _classify_range(mobile_raw[: self.prefix_digits])
         elif mobile_raw[0] in _FORMULA_FIRST and not (
             mobile_raw[0] in "+＋" and mobile_raw[1:2].isdigit()
         ):
@@ -541,16 +627,52 @@ class RowChecker:
                 tag = tag.strip()
                 if tag and tag not in tag_list:
                     tag_list.append(tag)
-        if (mobile is None or len(mobile) > 32 or branch is None or staff is None
-                or not staff[2] or staff[1] != branch[0] or not opened_on or risk_level is None
-                or active is None or not name or len(name) > 100 or name[0] in _FORMULA_FIRST
-                or not _CRM_ID_RE.match(crm_id)
-                or (tag_list and not _tags_ok(tag_list))):
-            return self._reject(line_no, cells, crm_id, name, mobile_raw, mobile, branch_code,
-                                branch, manager, staff, opened, risk, tags, tag_list, status)
+        if (
+            mobile is None
+            or len(mobile) > 32
+            or branch is None
+            or staff is None
+            or not staff[2]
+            or staff[1] != branch[0]
+            or not opened_on
+            or risk_level is None
+            or active is None
+            or not name
+            or len(name) > 100
+            or name[0] in _FORMULA_FIRST
+            or not _CRM_ID_RE.match(crm_id)
+            or (tag_list and not _tags_ok(tag_list))
+        ):
+            return self._reject(
+                line_no,
+                cells,
+                crm_id,
+                name,
+                mobile_raw,
+                mobile,
+                branch_code,
+                branch,
+                manager,
+                staff,
+                opened,
+                risk,
+                tags,
+                tag_list,
+                status,
+            )
         tags_joined = ";".join(tag_list)
-        body = "\x1f".join((crm_id, name, mobile, branch[1], opened_on, risk_level, tags_joined,
-                            "active" if active else "closed"))
+        body = "\x1f".join(
+            (
+                crm_id,
+                name,
+                mobile,
+                branch[1],
+                opened_on,
+                risk_level,
+                tags_joined,
+                "active" if active else "closed",
+            )
+        )
         manager_hash = self.manager_hashes.get(manager)
         if manager_hash is None:
             manager_hash = hashlib.sha1(manager.encode()).hexdigest()[:8]
@@ -564,13 +686,45 @@ class RowChecker:
                 self.shared_mobiles.add(mobile)
             else:
                 self.seen_mobiles.add(key)
-        stage = (line_no, "ok", crm_id, name, mobile, mobile[-4:], mobile_status, note[:100],
-                 carrier, branch[0], staff[0], opened_on, risk_level, tags_joined, active,
-                 row_hash, None)
+        stage = (
+            line_no,
+            "ok",
+            crm_id,
+            name,
+            mobile,
+            mobile[-4:],
+            mobile_status,
+            note[:100],
+            carrier,
+            branch[0],
+            staff[0],
+            opened_on,
+            risk_level,
+            tags_joined,
+            active,
+            row_hash,
+            None,
+        )
         return stage, [(line_no, t) for t in tag_list] if tag_list else (), ()
 
-    def _reject(self, line_no, cells, crm_id, name, mobile_raw, mobile, branch_code, branch,
-                manager, staff, opened, risk, tags, tag_list, status):
+    def _reject(
+        self,
+        line_no,
+        cells,
+        crm_id,
+        name,
+        mobile_raw,
+        mobile,
+        branch_code,
+        branch,
+        manager,
+        staff,
+        opened,
+        risk,
+        tags,
+        tag_list,
+        status,
+    ):
         """The bad-row answer: every problem of the row as an error, nothing staged."""
         problems = []  # (field, code, value)
 
@@ -596,8 +750,7 @@ class RowChecker:
         if not branch_code:
             problems.append(("branch_code", "required", ""))
         elif branch is None:
-            problems.append(("branch_code", formula_or(branch_code, "unknown_branch"),
-                             branch_code))
+            problems.append(("branch_code", formula_or(branch_code, "unknown_branch"), branch_code))
         if not manager:
             problems.append(("manager", "required", ""))
         elif staff is None:
@@ -623,20 +776,49 @@ class RowChecker:
             problems.append(("tags", "formula" if formula else "bad_tag", tags))
         raw = _raw_line(cells)
         crm = crm_id if _CRM_ID_RE.match(crm_id) else None
-        return (self._bad(line_no, crm, raw), (),
-                [self._error(line_no, crm_id, f, c, v, raw) for f, c, v in problems])
+        return (
+            self._bad(line_no, crm, raw),
+            (),
+            [self._error(line_no, crm_id, f, c, v, raw) for f, c, v in problems],
+        )
 
     def _bad(self, line_no: int, crm_id: str | None, raw: str):
-        return (line_no, "bad", crm_id, None, None, None, None, None, None, None, None, None,
-                None, None, None, None, raw)
+        return (
+            line_no,
+            "bad",
+            crm_id,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            raw,
+        )
 
     def _error(self, line_no, crm_id, field, code, value, raw):
         message = ROW_ERRORS[code] % {"max": FIELD_MAX.get(field, "")}
-        return (self.run_id, line_no, (crm_id or "")[:64], field, code, (value or "")[:200],
-                message[:400], raw)
+        return (
+            self.run_id,
+            line_no,
+            (crm_id or "")[:64],
+            field,
+            code,
+            (value or "")[:200],
+            message[:400],
+            raw,
+        )
 
 
 # ---------------------------------------------------------------- staging
+
 
 class Staging:
     """The temporary tables of one import, on the import transaction's connection."""
@@ -682,13 +864,15 @@ class Staging:
         else:
             marks = ", ".join("?" * len(columns))
             self.conn.connection.driver_connection.executemany(
-                f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+                f"INSERT INTO {table} ({names}) VALUES ({marks})", rows
+            )
 
     def finish_loading(self, shared_mobiles: set[str]) -> None:
         """Index and analyse the loaded tables; ``shared_mobiles`` are the candidates for
         "one number, several customers" that the reading pass saw."""
         self.conn.exec_driver_sql(
-            "CREATE TEMP TABLE crm_shared (mobile varchar(32) PRIMARY KEY)" + self.on_commit())
+            "CREATE TEMP TABLE crm_shared (mobile varchar(32) PRIMARY KEY)" + self.on_commit()
+        )
         self.write("crm_shared", ("mobile",), [(m,) for m in sorted(shared_mobiles)])
         self.conn.exec_driver_sql("CREATE INDEX crm_stage_crm_id ON crm_stage (crm_id)")
         self.conn.exec_driver_sql("CREATE INDEX crm_tags_line ON crm_tags (line_no)")
@@ -703,22 +887,36 @@ class Staging:
 
 # ---------------------------------------------------------------- runs
 
+
 def upload_dir() -> Path:
     configured = current_app.config.get("CRM_UPLOAD_DIR")
-    return Path(configured) if configured else Path(current_app.config["CRM_IMPORT_DIR"]) / "uploads"
+    return (
+        Path(configured) if configured else Path(current_app.config["CRM_IMPORT_DIR"]) / "uploads"
+    )
 
 
-def _new_run(source: str, *, filename: str, user: User | None, path: str = "",
-             info: FileInfo | None = None) -> ImportRun:
-    run = ImportRun(source=source, filename=filename[:255], path=path, status="queued",
-                    started_by_id=user.id if user is not None else None, created_at=utcnow(),
-                    file_sha256=info.sha256 if info else "", file_size=info.size if info else 0,
-                    encoding=info.encoding if info else "")
+def _new_run(
+    source: str, *, filename: str, user: User | None, path: str = "", info: FileInfo | None = None
+) -> ImportRun:
+    run = ImportRun(
+        source=source,
+        filename=filename[:255],
+        path=path,
+        status="queued",
+        started_by_id=user.id if user is not None else None,
+        created_at=utcnow(),
+        file_sha256=info.sha256 if info else "",
+        file_size=info.size if info else 0,
+        encoding=info.encoding if info else "",
+    )
     db.session.add(run)
     db.session.flush()
-    audit.record("crm_import.queued", actor=user, target=run,
-                  details={"source": source, "filename": run.filename,
-                           "sha256": run.file_sha256})
+    audit.record(
+        "crm_import.queued",
+        actor=user,
+        target=run,
+        details={"source": source, "filename": run.filename, "sha256": run.file_sha256},
+    )
     return run
 
 
@@ -732,8 +930,9 @@ def accept_upload(stream, filename: str, *, user: User) -> ImportRun:
     if not name:
         raise ValidationError(gettext("Choose the CSV file to import."))
     if not name.lower().endswith((".csv", ".txt")):
-        raise ValidationError(gettext("Only CSV files (.csv) can be imported; %(name)s is not one.",
-                                      name=name))
+        raise ValidationError(
+            gettext("Only CSV files (.csv) can be imported; %(name)s is not one.", name=name)
+        )
     folder = upload_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"upload-{uuid.uuid4().hex}.csv"
@@ -745,8 +944,9 @@ def accept_upload(stream, filename: str, *, user: User) -> ImportRun:
             if written > limit:
                 out.close()
                 path.unlink(missing_ok=True)
-                raise ValidationError(ImportFailed("too_large", size_mb=f">{_mb(limit)}",
-                                                   max_mb=_mb(limit)).message)
+                raise ValidationError(
+                    ImportFailed("too_large", size_mb=f">{_mb(limit)}", max_mb=_mb(limit)).message
+                )
             out.write(chunk)
     try:
         info = FileSource(path, limit).inspect()
@@ -799,19 +999,23 @@ def newest_extract(folder: str | os.PathLike) -> Path | None:
 
 def already_imported(filename: str) -> bool:
     """True when a run of this extract succeeded or is still on its way."""
-    return db.session.execute(
-        select(func.count(ImportRun.id)).where(
-            ImportRun.filename == filename,
-            ImportRun.source.in_(("schedule", "cli", "upload")),
-            ImportRun.status.in_(("queued", "running", "succeeded")),
-        )
-    ).scalar_one() > 0
+    return (
+        db.session.execute(
+            select(func.count(ImportRun.id)).where(
+                ImportRun.filename == filename,
+                ImportRun.source.in_(("schedule", "cli", "upload")),
+                ImportRun.status.in_(("queued", "running", "succeeded")),
+            )
+        ).scalar_one()
+        > 0
+    )
 
 
 def source_for(run: ImportRun):
     if run.source == "sql":
-        return SqlSource(current_app.config.get("CRM_DATABASE_URL", ""),
-                         current_app.config["CRM_SQL_QUERY"])
+        return SqlSource(
+            current_app.config.get("CRM_DATABASE_URL", ""), current_app.config["CRM_SQL_QUERY"]
+        )
     return FileSource(run.path, current_app.config["CRM_IMPORT_MAX_BYTES"])
 
 
@@ -864,9 +1068,12 @@ def mark_failed(run_id: int, code: str, params: dict | None = None) -> ImportRun
     run.error_params = json.dumps(params, ensure_ascii=False)
     run.error_message = FATAL_ERRORS[code] % params if code in FATAL_ERRORS else code
     run.finished_at = utcnow()
-    audit.record("crm_import.failed", actor=run.started_by, target=run,
-                 details={"source": run.source, "filename": run.filename, "reason": code,
-                          "params": params})
+    audit.record(
+        "crm_import.failed",
+        actor=run.started_by,
+        target=run,
+        details={"source": run.source, "filename": run.filename, "reason": code, "params": params},
+    )
     db.session.commit()
     return run
 
@@ -881,7 +1088,7 @@ def _execute(run: ImportRun, source, staging: Staging, progress: Progress) -> No
         conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
     else:
         # A larger page cache keeps a million-row apply from spilling mid-transaction.
-        conn.exec_driver_sql("PRAGMA cache_size = -131072")
+        conn.exec_driver_sql("PRAGMA cache_size = -65536")
     info = source.inspect()
     run.file_sha256, run.file_size, run.encoding = info.sha256, info.size, info.encoding
     staging.create()
@@ -901,9 +1108,18 @@ def _execute(run: ImportRun, source, staging: Staging, progress: Progress) -> No
     run.count_flagged = counts["flagged"]
     run.status = "succeeded"
     run.finished_at = now
-    audit.record("crm_import.succeeded", actor=run.started_by, target=run,
-                 details={"source": run.source, "filename": run.filename,
-                          "sha256": run.file_sha256, "rows": rows, **counts})
+    audit.record(
+        "crm_import.succeeded",
+        actor=run.started_by,
+        target=run,
+        details={
+            "source": run.source,
+            "filename": run.filename,
+            "sha256": run.file_sha256,
+            "rows": rows,
+            **counts,
+        },
+    )
     db.session.commit()
 
 
@@ -951,8 +1167,9 @@ def _load_rows(source, staging: Staging, checker: RowChecker, progress: Progress
             if now - last_report >= 0.5:
                 last_report = now
                 fraction = source.fraction()
-                progress(int(fraction * READ_SHARE) if fraction is not None else None, rows,
-                         "reading")
+                progress(
+                    int(fraction * READ_SHARE) if fraction is not None else None, rows, "reading"
+                )
     staging.write("crm_stage", STAGE_COLUMNS, stage_rows)
     staging.write("crm_tags", ("line_no", "tag"), tag_rows)
     staging.write("import_row_errors", ERROR_COLUMNS, error_rows)
@@ -984,37 +1201,48 @@ def _apply(run: ImportRun, st: Staging, rows: int, progress: Progress) -> dict[s
         progress(percent, rows, phase)
 
     # Duplicated CRM ids: every row carrying one becomes an error row.
-    st.sql("UPDATE crm_stage SET dup = true WHERE crm_id IN (SELECT crm_id FROM crm_stage "
-           "WHERE crm_id IS NOT NULL GROUP BY crm_id HAVING COUNT(*) > 1)")
+    st.sql(
+        "UPDATE crm_stage SET dup = true WHERE crm_id IN (SELECT crm_id FROM crm_stage "
+        "WHERE crm_id IS NOT NULL GROUP BY crm_id HAVING COUNT(*) > 1)"
+    )
     _duplicate_errors(run.id, st)
     # One number given for several customers: doubtful (Art 24), the branch checks it.
     # The reading pass listed the valid numbers seen twice; rows of a duplicated CRM id
     # do not count, so the candidates are confirmed here.
-    st.sql("UPDATE crm_stage SET mobile_status = 'doubtful', "
-           "mobile_note = 'the same number is given for several customers' "
-           "WHERE state = 'ok' AND dup = false AND mobile_status = 'valid' AND mobile IN ("
-           "SELECT mobile FROM crm_stage WHERE mobile IN (SELECT mobile FROM crm_shared) "
-           "AND state = 'ok' AND dup = false AND mobile_status = 'valid' "
-           "GROUP BY mobile HAVING COUNT(*) > 1)")
+    st.sql(
+        "UPDATE crm_stage SET mobile_status = 'doubtful', "
+        "mobile_note = 'the same number is given for several customers' "
+        "WHERE state = 'ok' AND dup = false AND mobile_status = 'valid' AND mobile IN ("
+        "SELECT mobile FROM crm_stage WHERE mobile IN (SELECT mobile FROM crm_shared) "
+        "AND state = 'ok' AND dup = false AND mobile_status = 'valid' "
+        "GROUP BY mobile HAVING COUNT(*) > 1)"
+    )
     step(READ_SHARE + 4, "comparing")
-    counts = dict(st.sql(
-        "SELECT CASE WHEN dup = true OR state = 'bad' THEN 'invalid' WHEN state = 'skip' "
-        "THEN 'skipped' ELSE 'ok' END AS kind, COUNT(*) FROM crm_stage GROUP BY 1").all())
-    flagged = st.sql("SELECT COUNT(*) FROM crm_stage WHERE state = 'ok' AND dup = false "
-                     "AND mobile_status <> 'valid'").scalar_one()
+    counts = dict(
+        st.sql(
+            "SELECT CASE WHEN dup = true OR state = 'bad' THEN 'invalid' WHEN state = 'skip' "
+            "THEN 'skipped' ELSE 'ok' END AS kind, COUNT(*) FROM crm_stage GROUP BY 1"
+        ).all()
+    )
+    flagged = st.sql(
+        "SELECT COUNT(*) FROM crm_stage WHERE state = 'ok' AND dup = false "
+        "AND mobile_status <> 'valid'"
+    ).scalar_one()
     st.sql(f"CREATE TEMP TABLE crm_diff{st.on_commit()} AS {_DIFF_SELECT}")
     st.conn.exec_driver_sql("CREATE INDEX crm_diff_line ON crm_diff (line_no)")
     if st.pg:
         st.conn.exec_driver_sql("ANALYZE crm_diff")
-    new, updated = st.sql("SELECT COALESCE(SUM(is_new), 0), COALESCE(SUM(1 - is_new), 0) "
-                          "FROM crm_diff").one()
+    new, updated = st.sql(
+        "SELECT COALESCE(SUM(is_new), 0), COALESCE(SUM(1 - is_new), 0) FROM crm_diff"
+    ).one()
     new, updated = int(new), int(updated)
     step(READ_SHARE + 8, "applying")
     if updated:
         _history(run.id, st, now)
         step(READ_SHARE + 12, "applying")
         _close_superseded_checks(run.id, st, now)
-        st.sql("""
+        st.sql(
+            """
 UPDATE customers SET name = s.name, mobile = s.mobile, mobile_tail = s.mobile_tail,
   mobile_status = s.mobile_status, carrier = s.carrier, branch_id = s.branch_id,
   manager_id = CASE WHEN d.manager_changed = 1 THEN s.manager_id ELSE customers.manager_id END,
@@ -1023,11 +1251,14 @@ UPDATE customers SET name = s.name, mobile = s.mobile, mobile_tail = s.mobile_ta
   opened_on = s.opened_on, risk_level = s.risk_level, tags = s.tags, active = s.active,
   row_hash = s.row_hash, updated_at = :now
 FROM crm_diff d JOIN crm_stage s ON s.line_no = d.line_no
-WHERE d.is_new = 0 AND customers.id = d.customer_id""", now=now)
+WHERE d.is_new = 0 AND customers.id = d.customer_id""",
+            now=now,
+        )
         step(READ_SHARE + 16, "applying")
     dropped = _drop_secondary_indexes(st) if _bulk(st, new) else []
     if new:
-        st.sql("""
+        st.sql(
+            """
 INSERT INTO customers (crm_id, name, mobile, mobile_tail, mobile_status, carrier, branch_id,
   manager_id, awaiting_assignment, opened_on, risk_level, tags, active, consent, row_hash,
   created_at, updated_at)
@@ -1035,17 +1266,23 @@ SELECT s.crm_id, s.name, s.mobile, s.mobile_tail, s.mobile_status, s.carrier, s.
   s.manager_id, false, s.opened_on, s.risk_level, s.tags, s.active, 'undetermined', s.row_hash,
   :now, :now
 FROM crm_diff d JOIN crm_stage s ON s.line_no = d.line_no
-WHERE d.is_new = 1 ORDER BY s.crm_id""", now=now)
+WHERE d.is_new = 1 ORDER BY s.crm_id""",
+            now=now,
+        )
         # Art 22: a new customer is undetermined; no consent event, nothing changed yet.
     step(READ_SHARE + 22, "applying")
     if new or updated:
-        st.sql("DELETE FROM customer_tags WHERE customer_id IN (SELECT customer_id FROM crm_diff "
-               "WHERE is_new = 0 AND tags_changed = 1)")
-        st.sql("INSERT INTO customer_tags (customer_id, tag) "
-               "SELECT c.id, t.tag FROM crm_diff d JOIN crm_tags t ON t.line_no = d.line_no "
-               "JOIN customers c ON c.crm_id = d.crm_id WHERE d.tags_changed = 1 "
-               # In customer order, the foreign-key checks walk the customers' pages once.
-               "ORDER BY c.id")
+        st.sql(
+            "DELETE FROM customer_tags WHERE customer_id IN (SELECT customer_id FROM crm_diff "
+            "WHERE is_new = 0 AND tags_changed = 1)"
+        )
+        st.sql(
+            "INSERT INTO customer_tags (customer_id, tag) "
+            "SELECT c.id, t.tag FROM crm_diff d JOIN crm_tags t ON t.line_no = d.line_no "
+            "JOIN customers c ON c.crm_id = d.crm_id WHERE d.tags_changed = 1 "
+            # In customer order, the foreign-key checks walk the customers' pages once.
+            "ORDER BY c.id"
+        )
         step(READ_SHARE + 25, "applying")
     for _name, definition in dropped:
         st.conn.exec_driver_sql(definition)
@@ -1054,9 +1291,14 @@ WHERE d.is_new = 1 ORDER BY s.crm_id""", now=now)
         _open_checks(st, now)
     step(READ_SHARE + 29, "finishing")
     ok = int(counts.get("ok", 0))
-    return {"new": new, "updated": updated, "unchanged": ok - new - updated,
-            "skipped": int(counts.get("skipped", 0)), "invalid": int(counts.get("invalid", 0)),
-            "flagged": int(flagged)}
+    return {
+        "new": new,
+        "updated": updated,
+        "unchanged": ok - new - updated,
+        "skipped": int(counts.get("skipped", 0)),
+        "invalid": int(counts.get("invalid", 0)),
+        "flagged": int(flagged),
+    }
 
 
 def _bulk(st: Staging, new: int) -> bool:
@@ -1081,11 +1323,19 @@ def _drop_secondary_indexes(st: Staging) -> list[tuple[str, str]]:
                 "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
                 "JOIN pg_class i ON i.oid = x.indexrelid "
                 "WHERE x.indrelid = CAST(:t AS regclass) AND NOT x.indisunique "
-                "AND NOT x.indisprimary", t=table).all()
+                "AND NOT x.indisprimary",
+                t=table,
+            ).all()
         else:
-            found += [(name, ddl) for name, ddl in st.sql(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t "
-                "AND sql IS NOT NULL", t=table).all() if "UNIQUE" not in ddl.upper()]
+            found += [
+                (name, ddl)
+                for name, ddl in st.sql(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t "
+                    "AND sql IS NOT NULL",
+                    t=table,
+                ).all()
+                if "UNIQUE" not in ddl.upper()
+            ]
     if st.pg and found:
         st.conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
     for name, _ddl in found:
@@ -1097,17 +1347,40 @@ def _duplicate_errors(run_id: int, st: Staging) -> None:
     """Row errors for the rows of a duplicated CRM id (in batches: there may be many)."""
     branch_codes = dict(db.session.execute(select(Unit.id, Unit.code)).all())
     usernames = dict(db.session.execute(select(User.id, User.username)).all())
-    result = st.sql("SELECT line_no, crm_id, name, mobile, branch_id, manager_id, opened_on, "
-                    "risk_level, tags, active, raw FROM crm_stage WHERE dup = true ORDER BY line_no")
+    result = st.sql(
+        "SELECT line_no, crm_id, name, mobile, branch_id, manager_id, opened_on, "
+        "risk_level, tags, active, raw FROM crm_stage WHERE dup = true ORDER BY line_no"
+    )
     message = ROW_ERRORS["duplicate_crm_id"]
     while batch := result.fetchmany(BATCH_ROWS):
         errors = []
-        for line, crm, name, mobile, branch_id, manager_id, opened, risk, tags, active, raw \
-                in batch:
+        for (
+            line,
+            crm,
+            name,
+            mobile,
+            branch_id,
+            manager_id,
+            opened,
+            risk,
+            tags,
+            active,
+            raw,
+        ) in batch:
             if raw is None:  # a good row: rebuild its line from the checked values
-                raw = _raw_line([crm, name, mobile, branch_codes.get(branch_id, ""),
-                                 usernames.get(manager_id, ""), str(opened or ""), risk, tags,
-                                 "active" if active else "closed"])
+                raw = _raw_line(
+                    [
+                        crm,
+                        name,
+                        mobile,
+                        branch_codes.get(branch_id, ""),
+                        usernames.get(manager_id, ""),
+                        str(opened or ""),
+                        risk,
+                        tags,
+                        "active" if active else "closed",
+                    ]
+                )
             errors.append((run_id, line, crm, "crm_id", "duplicate_crm_id", crm, message, raw))
         st.write("import_row_errors", ERROR_COLUMNS, errors)
 
@@ -1119,48 +1392,78 @@ def _history(run_id: int, st: Staging, now: datetime) -> None:
     re-opening, branch and serving-staff changes are recorded too.
     """
     common = "FROM crm_diff d JOIN crm_stage s ON s.line_no = d.line_no WHERE d.is_new = 0"
-    insert = ("INSERT INTO customer_events (customer_id, kind, old_value, new_value, "
-              "import_run_id, note, at) ")
-    st.sql(insert + "SELECT d.customer_id, 'mobile_changed', d.old_mobile, s.mobile, :run, '', "
-           f":now {common} AND d.old_mobile <> s.mobile", run=run_id, now=now)
-    st.sql(insert + "SELECT d.customer_id, CASE WHEN s.active = true THEN 'reopened' "
-           f"ELSE 'closed' END, '', '', :run, '', :now {common} AND d.old_active <> s.active",
-           run=run_id, now=now)
-    st.sql(insert + "SELECT d.customer_id, 'branch_changed', COALESCE(ou.code, ''), nu.code, :run, "
-           "'', :now FROM crm_diff d JOIN crm_stage s ON s.line_no = d.line_no "
-           "LEFT JOIN units ou ON ou.id = d.old_branch_id JOIN units nu ON nu.id = s.branch_id "
-           "WHERE d.is_new = 0 AND d.old_branch_id <> s.branch_id", run=run_id, now=now)
-    st.sql(insert + "SELECT d.customer_id, 'manager_changed', COALESCE(ou.username, ''), "
-           "nu.username, :run, '', :now FROM crm_diff d JOIN crm_stage s ON s.line_no = d.line_no "
-           "LEFT JOIN users ou ON ou.id = d.old_manager_id JOIN users nu ON nu.id = s.manager_id "
-           "WHERE d.is_new = 0 AND d.manager_changed = 1 "
-           "AND COALESCE(d.old_manager_id, 0) <> s.manager_id", run=run_id, now=now)
+    insert = (
+        "INSERT INTO customer_events (customer_id, kind, old_value, new_value, "
+        "import_run_id, note, at) "
+    )
+    st.sql(
+        insert + "SELECT d.customer_id, 'mobile_changed', d.old_mobile, s.mobile, :run, '', "
+        f":now {common} AND d.old_mobile <> s.mobile",
+        run=run_id,
+        now=now,
+    )
+    st.sql(
+        insert + "SELECT d.customer_id, CASE WHEN s.active = true THEN 'reopened' "
+        f"ELSE 'closed' END, '', '', :run, '', :now {common} AND d.old_active <> s.active",
+        run=run_id,
+        now=now,
+    )
+    st.sql(
+        insert + "SELECT d.customer_id, 'branch_changed', COALESCE(ou.code, ''), nu.code, :run, "
+        "'', :now FROM crm_diff d JOIN crm_stage s ON s.line_no = d.line_no "
+        "LEFT JOIN units ou ON ou.id = d.old_branch_id JOIN units nu ON nu.id = s.branch_id "
+        "WHERE d.is_new = 0 AND d.old_branch_id <> s.branch_id",
+        run=run_id,
+        now=now,
+    )
+    st.sql(
+        insert + "SELECT d.customer_id, 'manager_changed', COALESCE(ou.username, ''), "
+        "nu.username, :run, '', :now FROM crm_diff d JOIN crm_stage s ON s.line_no = d.line_no "
+        "LEFT JOIN users ou ON ou.id = d.old_manager_id JOIN users nu ON nu.id = s.manager_id "
+        "WHERE d.is_new = 0 AND d.manager_changed = 1 "
+        "AND COALESCE(d.old_manager_id, 0) <> s.manager_id",
+        run=run_id,
+        now=now,
+    )
 
 
 def _close_superseded_checks(run_id: int, st: Staging, now: datetime) -> None:
     """Open verification entries whose number the CRM has since replaced or confirmed valid."""
     note = f"closed by CRM import #{run_id}: the CRM now has a different or valid number"
-    match = ("FROM crm_diff d JOIN crm_stage s ON s.line_no = d.line_no "
-             "WHERE d.is_new = 0 AND mobile_checks.customer_id = d.customer_id "
-             "AND mobile_checks.status = 'open' "
-             "AND (s.mobile_status = 'valid' OR mobile_checks.mobile <> s.mobile)")
-    st.sql("INSERT INTO customer_events (customer_id, kind, old_value, new_value, import_run_id, "
-           "note, at) SELECT mobile_checks.customer_id, 'mobile_checked', mobile_checks.mobile, "
-           f"mobile_checks.reason, :run, :note, :now FROM mobile_checks WHERE EXISTS (SELECT 1 "
-           f"{match})", run=run_id, note=note, now=now)
-    st.sql(f"UPDATE mobile_checks SET status = 'checked', note = :note, checked_at = :now {match}",
-           note=note, now=now)
+    match = (
+        "FROM crm_diff d JOIN crm_stage s ON s.line_no = d.line_no "
+        "WHERE d.is_new = 0 AND mobile_checks.customer_id = d.customer_id "
+        "AND mobile_checks.status = 'open' "
+        "AND (s.mobile_status = 'valid' OR mobile_checks.mobile <> s.mobile)"
+    )
+    st.sql(
+        "INSERT INTO customer_events (customer_id, kind, old_value, new_value, import_run_id, "
+        "note, at) SELECT mobile_checks.customer_id, 'mobile_checked', mobile_checks.mobile, "
+        f"mobile_checks.reason, :run, :note, :now FROM mobile_checks WHERE EXISTS (SELECT 1 "
+        f"{match})",
+        run=run_id,
+        note=note,
+        now=now,
+    )
+    st.sql(
+        f"UPDATE mobile_checks SET status = 'checked', note = :note, checked_at = :now {match}",
+        note=note,
+        now=now,
+    )
     # A customer who moved branch takes their open entry to the new branch's list.
-    st.sql("UPDATE mobile_checks SET branch_id = s.branch_id FROM crm_diff d "
-           "JOIN crm_stage s ON s.line_no = d.line_no WHERE d.is_new = 0 "
-           "AND mobile_checks.customer_id = d.customer_id AND mobile_checks.status = 'open' "
-           "AND mobile_checks.branch_id <> s.branch_id")
+    st.sql(
+        "UPDATE mobile_checks SET branch_id = s.branch_id FROM crm_diff d "
+        "JOIN crm_stage s ON s.line_no = d.line_no WHERE d.is_new = 0 "
+        "AND mobile_checks.customer_id = d.customer_id AND mobile_checks.status = 'open' "
+        "AND mobile_checks.branch_id <> s.branch_id"
+    )
 
 
 def _open_checks(st: Staging, now: datetime) -> None:
     """Put invalid and doubtful numbers of new or changed customers on their branch's
     verification list (R-23), once per customer and number."""
-    st.sql("""
+    st.sql(
+        """
 INSERT INTO mobile_checks (customer_id, branch_id, mobile, reason, status, note, created_at)
 SELECT c.id, s.branch_id, s.mobile,
        CASE WHEN s.mobile_status = 'invalid' THEN 'invalid' ELSE 'doubtful' END,
@@ -1168,19 +1471,26 @@ SELECT c.id, s.branch_id, s.mobile,
 FROM crm_diff d JOIN crm_stage s ON s.line_no = d.line_no JOIN customers c ON c.crm_id = d.crm_id
 WHERE s.mobile_status <> 'valid' AND NOT EXISTS (
   SELECT 1 FROM mobile_checks m WHERE m.customer_id = c.id AND m.status = 'open'
-  AND m.mobile = s.mobile)""", now=now)
+  AND m.mobile = s.mobile)""",
+        now=now,
+    )
 
 
 # ---------------------------------------------------------------- reports
 
+
 def row_errors_query(run_id: int):
-    return select(ImportRowError).where(ImportRowError.run_id == run_id).order_by(
-        ImportRowError.line_no, ImportRowError.id)
+    return (
+        select(ImportRowError)
+        .where(ImportRowError.run_id == run_id)
+        .order_by(ImportRowError.line_no, ImportRowError.id)
+    )
 
 
 def error_count(run_id: int) -> int:
-    return db.session.execute(select(func.count(ImportRowError.id)).where(
-        ImportRowError.run_id == run_id)).scalar_one()
+    return db.session.execute(
+        select(func.count(ImportRowError.id)).where(ImportRowError.run_id == run_id)
+    ).scalar_one()
 
 
 def error_csv_rows(run_id: int) -> Iterator[list]:
@@ -1190,26 +1500,49 @@ def error_csv_rows(run_id: int) -> Iterator[list]:
     ``stream_csv`` passes every cell through ``safe_cell``, so a formula the CRM sent
     (``=HYPERLINK(...)``) reaches the spreadsheet as text.
     """
-    columns = (ImportRowError.id, ImportRowError.line_no, ImportRowError.crm_id,
-               ImportRowError.field, ImportRowError.code, ImportRowError.value,
-               ImportRowError.message, ImportRowError.raw)
+    columns = (
+        ImportRowError.id,
+        ImportRowError.line_no,
+        ImportRowError.crm_id,
+        ImportRowError.field,
+        ImportRowError.code,
+        ImportRowError.value,
+        ImportRowError.message,
+        ImportRowError.raw,
+    )
     last = (0, 0)
     while True:
         batch = db.session.execute(
-            select(*columns).where(ImportRowError.run_id == run_id,
-                                   tuple_(ImportRowError.line_no, ImportRowError.id) > last)
-            .order_by(ImportRowError.line_no, ImportRowError.id).limit(2000)
+            select(*columns)
+            .where(
+                ImportRowError.run_id == run_id,
+                tuple_(ImportRowError.line_no, ImportRowError.id) > last,
+            )
+            .order_by(ImportRowError.line_no, ImportRowError.id)
+            .limit(2000)
         ).all()
         if not batch:
             return
         for row in batch:
-            yield [row.line_no, row.crm_id, field_label(row.field),
-                   describe_row_error(row.code, row.field, row.message), row.value, row.raw]
+            yield [
+                row.line_no,
+                row.crm_id,
+                field_label(row.field),
+                describe_row_error(row.code, row.field, row.message),
+                row.value,
+                row.raw,
+            ]
         last = (batch[-1].line_no, batch[-1].id)
 
 
-ERROR_CSV_HEADER = (N_("Line"), N_("CRM id"), N_("Field"), N_("Problem"), N_("Value"),
-                    N_("Row as read"))
+ERROR_CSV_HEADER = (
+    N_("Line"),
+    N_("CRM id"),
+    N_("Field"),
+    N_("Problem"),
+    N_("Value"),
+    N_("Row as read"),
+)
 
 
 def error_csv_header() -> list[str]:
@@ -1230,9 +1563,11 @@ def report_text(run: ImportRun) -> str:
             )
             errors = db.session.execute(row_errors_query(run.id).limit(20)).scalars().all()
             for err in errors:
-                lines.append(f"  line {err.line_no} [{err.crm_id}] {err.field}: "
-                             f"{describe_row_error(err.code, err.field, err.message)} "
-                             f"{err.value!r}")
+                lines.append(
+                    f"  line {err.line_no} [{err.crm_id}] {err.field}: "
+                    f"{describe_row_error(err.code, err.field, err.message)} "
+                    f"{err.value!r}"
+                )
             more = error_count(run.id) - len(errors)
             if more > 0:
                 lines.append(f"  ... and {more} more row errors")

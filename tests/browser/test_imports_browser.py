@@ -7,10 +7,16 @@ from tests.factories import make_crm_extract, make_crm_row
 
 
 def test_upload_and_watch_the_import_finish(page, login, run_jobs, tmp_path):
-    path = make_crm_extract(tmp_path / "customers_20261124.csv", [
-        make_crm_row(f"C{i:04d}", name=f"客户{i}", mobile=f"139{i:08d}") for i in range(1, 41)
-    ] + [make_crm_row("C9001", mobile="1381234567"), make_crm_row("C9002", branch_code="XX01"),
-         make_crm_row("C9003", mobile="")], encoding="gb18030")
+    path = make_crm_extract(
+        tmp_path / "customers_20261124.csv",
+        [make_crm_row(f"C{i:04d}", name=f"客户{i}", mobile=f"139{i:08d}") for i in range(1, 41)]
+        + [
+            make_crm_row("C9001", mobile="1381234567"),
+            make_crm_row("C9002", branch_code="XX01"),
+            make_crm_row("C9003", mobile=""),
+        ],
+        encoding="gb18030",
+    )
     login("admin")
     page.click("nav.mainnav >> text=CRM导入")
     page.click("text=导入CRM数据")

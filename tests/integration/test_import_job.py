@@ -28,9 +28,11 @@ def n_customers() -> int:
 
 
 def test_the_import_job_runs_on_the_import_queue_and_reports_progress(
-        app, db_backend, tmp_path, run_jobs, redis_conn):
-    path = make_crm_extract(tmp_path / "a.csv", [make_crm_row(f"C{i:03d}", mobile=f"139{i:08d}")
-                                                 for i in range(1, 31)])
+    app, db_backend, tmp_path, run_jobs, redis_conn
+):
+    path = make_crm_extract(
+        tmp_path / "a.csv", [make_crm_row(f"C{i:03d}", mobile=f"139{i:08d}") for i in range(1, 31)]
+    )
     run = crm_import.create_file_run(path, source="cli")
     db.session.commit()
     import_jobs.launch(run.id)
@@ -78,24 +80,35 @@ def crm_dir(app) -> Path:
 
 def test_the_daily_task_imports_the_newest_extract_once(app, db_backend, crm_dir, run_jobs):
     make_crm_extract(crm_dir / "customers_20261122.csv", [make_crm_row("OLD1")])
-    make_crm_extract(crm_dir / "customers_20261123.csv", [make_crm_row("C001"),
-                                                          make_crm_row("C002", mobile="13900000002")])
+    make_crm_extract(
+        crm_dir / "customers_20261123.csv",
+        [make_crm_row("C001"), make_crm_row("C002", mobile="13900000002")],
+    )
     run_id = import_jobs.daily_import()
     assert run_id is not None
     assert import_jobs.daily_import() is None  # queued already: not twice
     assert run_jobs(["import"]) == 0
     run = runs()[0]
     assert (run.source, run.filename, run.status, run.count_new) == (
-        "schedule", "customers_20261123.csv", "succeeded", 2)
+        "schedule",
+        "customers_20261123.csv",
+        "succeeded",
+        2,
+    )
     assert import_jobs.daily_import() is None  # imported: not again
     assert len(runs()) == 1 and n_customers() == 2  # the older extract is superseded
-    make_crm_extract(crm_dir / "customers_20261124.csv", [make_crm_row("C001"),
-                                                          make_crm_row("C003", mobile="13900000003")])
+    make_crm_extract(
+        crm_dir / "customers_20261124.csv",
+        [make_crm_row("C001"), make_crm_row("C003", mobile="13900000003")],
+    )
     assert import_jobs.daily_import() is not None
     assert run_jobs(["import"]) == 0
     latest = runs()[-1]
     assert (latest.filename, latest.count_new, latest.count_unchanged) == (
-        "customers_20261124.csv", 1, 1)
+        "customers_20261124.csv",
+        1,
+        1,
+    )
 
 
 def test_a_failed_extract_is_tried_again_the_next_day(app, db_backend, crm_dir, run_jobs):
@@ -107,10 +120,14 @@ def test_a_failed_extract_is_tried_again_the_next_day(app, db_backend, crm_dir, 
 
 
 def test_the_scheduler_starts_the_pickup_at_the_configured_time(
-        app, db_backend, crm_dir, run_jobs, monkeypatch):
+    app, db_backend, crm_dir, run_jobs, monkeypatch
+):
     task = next(t for t in schedule.DAILY_TASKS if t.name == "crm_import")
     assert (task.config_key, task.default_time, task.func) == (
-        "CRM_IMPORT_TIME", "06:30", "app.jobs.imports.daily_import")
+        "CRM_IMPORT_TIME",
+        "06:30",
+        "app.jobs.imports.daily_import",
+    )
     monkeypatch.setattr(schedule, "DAILY_TASKS", [task])
     monkeypatch.setattr(schedule, "MINUTE_TASKS", [])
     app.config["CRM_IMPORT_TIME"] = "06:30"
@@ -129,10 +146,14 @@ def test_the_sql_source_can_be_the_daily_source(app, db_backend, run_jobs, tmp_p
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE crm_customers AS SELECT 'Q001' AS crm_id, '刘洋' AS name, "
-                          "'13812345678' AS mobile, 'BJ01' AS branch_code, 'bj_staff' AS manager, "
-                          "'2022-02-02' AS opened_on, 'C3' AS risk_level, '' AS tags, "
-                          "'active' AS status"))
+        conn.execute(
+            text(
+                "CREATE TABLE crm_customers AS SELECT 'Q001' AS crm_id, '刘洋' AS name, "
+                "'13812345678' AS mobile, 'BJ01' AS branch_code, 'bj_staff' AS manager, "
+                "'2022-02-02' AS opened_on, 'C3' AS risk_level, '' AS tags, "
+                "'active' AS status"
+            )
+        )
     engine.dispose()
     app.config.update(CRM_IMPORT_SOURCE="sql", CRM_DATABASE_URL=url)
     assert import_jobs.daily_import() is not None
@@ -141,8 +162,14 @@ def test_the_sql_source_can_be_the_daily_source(app, db_backend, run_jobs, tmp_p
 
 
 def test_cli_import_prints_the_report(app, db_backend, runner, tmp_path):
-    path = make_crm_extract(tmp_path / "customers_20261124.csv", [
-        make_crm_row("C001"), make_crm_row("C002", mobile=""), make_crm_row("C003", risk_level="X")])
+    path = make_crm_extract(
+        tmp_path / "customers_20261124.csv",
+        [
+            make_crm_row("C001"),
+            make_crm_row("C002", mobile=""),
+            make_crm_row("C003", risk_level="X"),
+        ],
+    )
     result = runner.invoke(args=["crm", "import", str(path), "--user", "admin"])
     assert result.exit_code == 0, result.output
     assert "new 1" in result.output and "skipped (no mobile) 1" in result.output
@@ -165,7 +192,11 @@ def test_demo_customers_are_seeded_once(app, db_backend, runner):
     assert len(branches) == 3
     states = set(db.session.execute(select(Customer.consent).distinct()).scalars())
     assert states == {"agreed", "refused", "undetermined"}
-    assert db.session.execute(select(func.count(Customer.id)).where(
-        Customer.mobile_status != "valid")).scalar_one() >= 3
+    assert (
+        db.session.execute(
+            select(func.count(Customer.id)).where(Customer.mobile_status != "valid")
+        ).scalar_one()
+        >= 3
+    )
     result = runner.invoke(args=["demo", "seed"])
     assert "demo customers" not in result.output and n_customers() == total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import io
 import time
 from pathlib import Path
 
@@ -27,16 +28,25 @@ def customers() -> dict[str, str]:
     return dict(db.session.execute(select(Customer.crm_id, Customer.name)).all())
 
 
-ROWS = [make_crm_row("C001", name="张三丰", tags="稳健;科技"),
-        make_crm_row("C002", name="欧阳娜娜", mobile="13912345678", branch_code="SH01",
-                     manager="sh_staff")]
+ROWS = [
+    make_crm_row("C001", name="张三丰", tags="稳健;科技"),
+    make_crm_row(
+        "C002", name="欧阳娜娜", mobile="13912345678", branch_code="SH01", manager="sh_staff"
+    ),
+]
 
 
-@pytest.mark.parametrize("encoding,expected", [
-    ("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("gb18030", "gb18030"),
-])
-def test_utf8_with_or_without_bom_and_gb18030_are_detected(app, db_backend, tmp_path, encoding,
-                                                           expected):
+@pytest.mark.parametrize(
+    "encoding,expected",
+    [
+        ("utf-8", "utf-8"),
+        ("utf-8-sig", "utf-8-sig"),
+        ("gb18030", "gb18030"),
+    ],
+)
+def test_utf8_with_or_without_bom_and_gb18030_are_detected(
+    app, db_backend, tmp_path, encoding, expected
+):
     path = make_crm_extract(tmp_path / "customers_20261124.csv", ROWS, encoding=encoding)
     if encoding == "gb18030":
         assert path.read_bytes().decode("gb18030") and not _is_utf8(path.read_bytes())
@@ -58,9 +68,11 @@ def _is_utf8(data: bytes) -> bool:
 
 def test_header_columns_may_come_in_any_order(app, db_backend, tmp_path):
     header = "name,crm_id,status,mobile,branch_code,manager,opened_on,risk_level,tags"
-    path = make_crm_extract(tmp_path / "x.csv",
-                            ["李雷,C010,active,13812345678,BJ01,bj_staff,2023-01-02,C2,基金"],
-                            header=header)
+    path = make_crm_extract(
+        tmp_path / "x.csv",
+        ["李雷,C010,active,13812345678,BJ01,bj_staff,2023-01-02,C2,基金"],
+        header=header,
+    )
     run = run_file(path)
     assert run.count_new == 1 and customers() == {"C010": "李雷"}
 
@@ -80,12 +92,13 @@ BAD_FILES = [
     ("spreadsheet", b"PK\x03\x04" + b"\x00" * 200),
     ("utf16", (CRM_HEADER + "\r\n").encode("utf-16")),
     ("encoding", (CRM_HEADER + "\r\nC1,").encode() + b"\x81\x30\xff\xfe\x80" * 20),
-    ("not_csv", (CRM_HEADER + "\r\nC1,\"" + "x" * 200_000 + "\"\r\n").encode()),
+    ("not_csv", (CRM_HEADER + '\r\nC1,"' + "x" * 200_000 + '"\r\n').encode()),
 ]
 
 
-@pytest.mark.parametrize("code,data", BAD_FILES, ids=[f"{c}-{i}" for i, (c, _) in
-                                                      enumerate(BAD_FILES)])
+@pytest.mark.parametrize(
+    "code,data", BAD_FILES, ids=[f"{c}-{i}" for i, (c, _) in enumerate(BAD_FILES)]
+)
 def test_bad_files_fail_clearly_and_change_nothing(app, db_backend, tmp_path, code, data):
     make_customer(crm_id="C001", name="原客户")
     before = customers()
@@ -126,12 +139,10 @@ def test_a_2gb_file_is_refused_before_it_is_read(app, db_backend, tmp_path, monk
 
 def test_an_upload_is_checked_before_a_run_exists(app, db_backend, tmp_path, user):
     with pytest.raises(ValidationError) as exc:
-        crm_import.accept_upload(open(_bad(tmp_path, "x.csv", b"a,b\r\n1,2\r\n"), "rb"), "x.csv",
-                                 user=user("admin"))
+        crm_import.accept_upload(io.BytesIO(b"a,b\r\n1,2\r\n"), "x.csv", user=user("admin"))
     assert "crm_id" in str(exc.value.message)
     with pytest.raises(ValidationError):
-        crm_import.accept_upload(open(_bad(tmp_path, "y.xlsx", b"PK\x03\x04"), "rb"),
-                                 "客户.xlsx", user=user("admin"))
+        crm_import.accept_upload(io.BytesIO(b"PK\x03\x04"), "客户.xlsx", user=user("admin"))
     assert db.session.execute(select(func.count(ImportRun.id))).scalar_one() == 0
     assert list(crm_import.upload_dir().glob("*")) == []
 
@@ -139,8 +150,14 @@ def test_an_upload_is_checked_before_a_run_exists(app, db_backend, tmp_path, use
 def test_the_newest_extract_is_found_by_the_date_in_its_name(app, tmp_path):
     folder = tmp_path / "drop"
     assert crm_import.newest_extract(folder) is None
-    for name in ("customers_20261122.csv", "customers_20261124.csv", "customers_20261123.csv",
-                 "customers_20261399.csv", "customers_latest.csv", "other_20261130.csv"):
+    for name in (
+        "customers_20261122.csv",
+        "customers_20261124.csv",
+        "customers_20261123.csv",
+        "customers_20261399.csv",
+        "customers_latest.csv",
+        "other_20261130.csv",
+    ):
         make_crm_extract(folder / name, [])
     assert crm_import.newest_extract(folder).name == "customers_20261124.csv"
 
@@ -151,16 +168,24 @@ def crm_database(tmp_path):
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE crm_customers (crm_id TEXT, name TEXT, mobile TEXT, "
-                          "branch_code TEXT, manager TEXT, opened_on DATE, risk_level TEXT, "
-                          "tags TEXT, status TEXT)"))
-        conn.execute(text("INSERT INTO crm_customers VALUES "
-                          "('S001', '韩梅梅', '13812345678', 'BJ01', 'bj_staff', '2021-05-06', "
-                          "'C2', '基金', 'active'), "
-                          "('S002', '李华', NULL, 'SH01', 'sh_staff', '2021-05-06', 'C2', NULL, "
-                          "'active'), "
-                          "('S003', '王芳', '13912345678', 'XX', 'sh_staff', '2021-05-06', 'C2', "
-                          "NULL, 'active')"))
+        conn.execute(
+            text(
+                "CREATE TABLE crm_customers (crm_id TEXT, name TEXT, mobile TEXT, "
+                "branch_code TEXT, manager TEXT, opened_on DATE, risk_level TEXT, "
+                "tags TEXT, status TEXT)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO crm_customers VALUES "
+                "('S001', '韩梅梅', '13812345678', 'BJ01', 'bj_staff', '2021-05-06', "
+                "'C2', '基金', 'active'), "
+                "('S002', '李华', NULL, 'SH01', 'sh_staff', '2021-05-06', 'C2', NULL, "
+                "'active'), "
+                "('S003', '王芳', '13912345678', 'XX', 'sh_staff', '2021-05-06', 'C2', "
+                "NULL, 'active')"
+            )
+        )
     engine.dispose()
     return url
 

@@ -12,16 +12,28 @@ from app.extensions import db
 from app.models import Customer, ImportRun
 from tests.factories import CRM_HEADER, make_crm_row
 
-GOOD = "\r\n".join([CRM_HEADER, make_crm_row("C001", name="张三"),
-                    make_crm_row("C002", name="李四", mobile="1381234567"),
-                    make_crm_row("C003", name='=HYPERLINK("http://x.example","点")'),
-                    make_crm_row("C004", mobile="")]) + "\r\n"
+GOOD = (
+    "\r\n".join(
+        [
+            CRM_HEADER,
+            make_crm_row("C001", name="张三"),
+            make_crm_row("C002", name="李四", mobile="1381234567"),
+            make_crm_row("C003", name='=HYPERLINK("http://x.example","点")'),
+            make_crm_row("C004", mobile=""),
+        ]
+    )
+    + "\r\n"
+)
 
 
 def upload(client, content: bytes | str, filename: str = "customers.csv", **kw):
     data = content.encode("utf-8") if isinstance(content, str) else content
-    return client.post("/imports/new", {"file": (io.BytesIO(data), filename)},
-                       content_type="multipart/form-data", **kw)
+    return client.post(
+        "/imports/new",
+        {"file": (io.BytesIO(data), filename)},
+        content_type="multipart/form-data",
+        **kw,
+    )
 
 
 def last_run() -> ImportRun | None:
@@ -37,7 +49,11 @@ def test_upload_queues_a_run_whose_page_polls_until_final(client, login_as, run_
     assert response.status_code == 302
     run = last_run()
     assert (run.source, run.status, run.started_by.username, run.filename) == (
-        "upload", "queued", "admin", "customers.csv")
+        "upload",
+        "queued",
+        "admin",
+        "customers.csv",
+    )
     assert response.headers["Location"].endswith(f"/imports/{run.id}")
 
     page = client.get(f"/imports/{run.id}").get_data(as_text=True)
@@ -129,8 +145,13 @@ def test_the_list_shows_runs_and_the_nav_entry(client, login_as, run_jobs):
 def test_only_importers_may_use_the_import_pages(client, login_as, username):
     login_as(username)
     assert 'href="/imports/"' not in client.get("/dashboard").get_data(as_text=True)
-    for url in ("/imports/", "/imports/new", "/imports/1", "/imports/1/progress",
-                "/imports/1/errors.csv"):
+    for url in (
+        "/imports/",
+        "/imports/new",
+        "/imports/1",
+        "/imports/1/progress",
+        "/imports/1/errors.csv",
+    ):
         assert client.get(url).status_code == 403, url
         assert client.get(url, htmx=True).status_code == 403, url
     assert upload(client, GOOD).status_code == 403
@@ -153,10 +174,14 @@ def test_import_from_the_crm_database_button(app, client, login_as, run_jobs, tm
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE crm_customers AS SELECT 'Q001' AS crm_id, '刘洋' AS name, "
-                          "'13812345678' AS mobile, 'BJ01' AS branch_code, 'bj_staff' AS manager, "
-                          "'2022-02-02' AS opened_on, 'C3' AS risk_level, '' AS tags, "
-                          "'active' AS status"))
+        conn.execute(
+            text(
+                "CREATE TABLE crm_customers AS SELECT 'Q001' AS crm_id, '刘洋' AS name, "
+                "'13812345678' AS mobile, 'BJ01' AS branch_code, 'bj_staff' AS manager, "
+                "'2022-02-02' AS opened_on, 'C3' AS risk_level, '' AS tags, "
+                "'active' AS status"
+            )
+        )
     engine.dispose()
     app.config["CRM_DATABASE_URL"] = url
     assert "从CRM数据库导入" in client.get("/imports/new").get_data(as_text=True)
