@@ -46,12 +46,17 @@ def build(url: str, schema: str, customers: int, branches: int) -> dict:
         seed_demo()
         started = time.perf_counter()
         s = db.session
-        s.execute(text(
-            "INSERT INTO units (code, name, name_en, kind, is_market, is_research, is_finance, "
-            "is_call_centre, active) SELECT 'B' || lpad(g::text, 4, '0'), '测试营业部' || g, "
-            "'Bench branch ' || g, 'branch', false, false, false, false, true "
-            "FROM generate_series(1, :n) g"), {"n": branches})
-        s.execute(text("""
+        s.execute(
+            text(
+                "INSERT INTO units (code, name, name_en, kind, is_market, is_research, is_finance, "
+                "is_call_centre, active) SELECT 'B' || lpad(g::text, 4, '0'), '测试营业部' || g, "
+                "'Bench branch ' || g, 'branch', false, false, false, false, true "
+                "FROM generate_series(1, :n) g"
+            ),
+            {"n": branches},
+        )
+        s.execute(
+            text("""
             INSERT INTO customers (crm_id, name, mobile, mobile_tail, mobile_status, carrier,
                 branch_id, manager_id, awaiting_assignment, opened_on, risk_level, tags, active,
                 consent, row_hash, created_at, updated_at)
@@ -68,15 +73,26 @@ def build(url: str, schema: str, customers: int, branches: int) -> dict:
             CROSS JOIN (SELECT array_agg(id ORDER BY id) AS ids FROM units WHERE kind = 'branch') b
             -- one customer in 50 shares the number of the one before (family accounts)
             CROSS JOIN LATERAL (SELECT '139' || lpad((CASE WHEN g % 50 = 3 THEN g - 1 ELSE g END)::text, 8, '0') AS mobile) m
-        """), {"n": customers})
-        s.execute(text("INSERT INTO customer_tags (customer_id, tag) SELECT id, '基金' FROM customers "
-                       "WHERE id % 3 = 0"))
-        s.execute(text("INSERT INTO customer_tags (customer_id, tag) SELECT id, '债券' FROM customers "
-                       "WHERE id % 7 = 0"))
+        """),
+            {"n": customers},
+        )
+        s.execute(
+            text(
+                "INSERT INTO customer_tags (customer_id, tag) SELECT id, '基金' FROM customers "
+                "WHERE id % 3 = 0"
+            )
+        )
+        s.execute(
+            text(
+                "INSERT INTO customer_tags (customer_id, tag) SELECT id, '债券' FROM customers "
+                "WHERE id % 7 = 0"
+            )
+        )
         # A heavy week of earlier market messages: five daily ones to a fifth of the customers
         # (the weekly cap of 5), and two of today's also to another fifth (the daily cap
         # of 2). The cap then excludes some and its aggregation has real work.
-        s.execute(text("""
+        s.execute(
+            text("""
             INSERT INTO messages (unit_id, author_id, category, title, body, audience, status, urgent,
                 version, route, route_article, created_at, updated_at, route_fallback, segments,
                 audience_summary, rule_warnings, send_started_at)
@@ -84,8 +100,10 @@ def build(url: str, schema: str, customers: int, branches: int) -> dict:
                    now(), now(), false, 1, '{}', '[]',
                    timezone('UTC', now()) - ((k - 1) || ' days')::interval - interval '1 hour'
             FROM units u CROSS JOIN generate_series(1, 6) k WHERE u.code = 'BJ01'
-        """))
-        s.execute(text("""
+        """)
+        )
+        s.execute(
+            text("""
             INSERT INTO recipients (message_id, customer_id, user_id, unit_id, mobile, status, reason,
                 segments, cost, attempts, gateway_ref, created_at)
             SELECT m.id, c.id, NULL, c.branch_id, c.mobile, 'delivered', '', 1, 0.05, 1, '',
@@ -94,24 +112,29 @@ def build(url: str, schema: str, customers: int, branches: int) -> dict:
             JOIN customers c ON (c.id % 5 = 1 AND m.title <> 'bench 6')
                              OR (c.id % 5 = 0 AND m.title IN ('bench 1', 'bench 6'))
             WHERE m.title LIKE 'bench %'
-        """))
+        """)
+        )
         # Advisory: one message yesterday to a third of the customers (a light week).
-        s.execute(text("""
+        s.execute(
+            text("""
             INSERT INTO messages (unit_id, author_id, category, title, body, audience, status, urgent,
                 version, route, route_article, created_at, updated_at, route_fallback, segments,
                 audience_summary, rule_warnings, send_started_at)
             SELECT u.id, NULL, 'advisory', 'bench advisory', 'bench', '{}', 'sent', false, 1, '', '',
                    now(), now(), false, 1, '{}', '[]', timezone('UTC', now()) - interval '1 day'
             FROM units u WHERE u.code = 'RES'
-        """))
-        s.execute(text("""
+        """)
+        )
+        s.execute(
+            text("""
             INSERT INTO recipients (message_id, customer_id, user_id, unit_id, mobile, status, reason,
                 segments, cost, attempts, gateway_ref, created_at)
             SELECT m.id, c.id, NULL, c.branch_id, c.mobile, 'delivered', '', 1, 0.05, 1, '',
                    m.send_started_at + interval '1 minute'
             FROM messages m JOIN customers c ON c.id % 3 = 0
             WHERE m.title = 'bench advisory'
-        """))
+        """)
+        )
         s.commit()
         timings["generate_seconds"] = round(time.perf_counter() - started, 2)
         started = time.perf_counter()
@@ -129,11 +152,15 @@ def build(url: str, schema: str, customers: int, branches: int) -> dict:
 
 
 def _app(url: str, schema: str):
-    cfg = type("BenchConfig", (config.Config,), {
-        "SQLALCHEMY_DATABASE_URI": url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"options": f"-csearch_path={schema}"}},
-        "REDIS_URL": "redis://unused",
-    })
+    cfg = type(
+        "BenchConfig",
+        (config.Config,),
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"options": f"-csearch_path={schema}"}},
+            "REDIS_URL": "redis://unused",
+        },
+    )
     return create_app(cfg)
 
 
@@ -156,7 +183,11 @@ def measure(url: str, schema: str, repeat: int) -> dict:
             "hq_market_all_branches_with_cap": (ops, "market", {"branches": branch_ids}),
             "hq_advisory_all_branches_light_week": (ops, "advisory", {"branches": branch_ids}),
             "hq_market_tag_filter": (ops, "market", {"branches": branch_ids, "tags": ["基金"]}),
-            "hq_market_risk_filter": (ops, "market", {"branches": branch_ids, "risk_levels": ["C4", "C5"]}),
+            "hq_market_risk_filter": (
+                ops,
+                "market",
+                {"branches": branch_ids, "risk_levels": ["C4", "C5"]},
+            ),
             "one_branch_market": (one, "market", {"branches": [one.id]}),
         }
         for name, (unit, category, criteria) in cases.items():
@@ -167,9 +198,13 @@ def measure(url: str, schema: str, repeat: int) -> dict:
                 preview = audience.preview(spec, unit=unit, category=category, send_at=noon)
                 times.append(time.perf_counter() - started)
                 s.rollback()
-            results[name] = {"best_seconds": round(min(times), 3), "worst_seconds": round(max(times), 3),
-                             "eligible": preview.eligible, "excluded": preview.excluded,
-                             "under_target": max(times) < TARGET_SECONDS}
+            results[name] = {
+                "best_seconds": round(min(times), 3),
+                "worst_seconds": round(max(times), 3),
+                "eligible": preview.eligible,
+                "excluded": preview.excluded,
+                "under_target": max(times) < TARGET_SECONDS,
+            }
         db.session.remove()
         db.engine.dispose()
     return results
@@ -183,13 +218,18 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the schema for inspection")
     args = parser.parse_args()
     url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
-        "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    )
     if not url.startswith("postgresql"):
         print("the audience benchmark needs PostgreSQL (BENCH_DATABASE_URL)", file=sys.stderr)
         return 2
     schema = f"bench_audience_{uuid.uuid4().hex[:8]}"
-    report = {"customers": args.customers, "branches": args.branches, "schema": schema,
-              "target_seconds": TARGET_SECONDS}
+    report = {
+        "customers": args.customers,
+        "branches": args.branches,
+        "schema": schema,
+        "target_seconds": TARGET_SECONDS,
+    }
     try:
         report.update(build(url, schema, args.customers, args.branches))
         report["cases"] = measure(url, schema, args.repeat)

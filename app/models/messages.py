@@ -54,15 +54,23 @@ class Message(db.Model):
     __tablename__ = "messages"
 
     id: Mapped[int] = mapped_column(primary_key=True)  # contract
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)  # contract: author's unit
-    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)  # contract (None = system)
+    unit_id: Mapped[int] = mapped_column(
+        ForeignKey("units.id"), index=True
+    )  # contract: author's unit
+    author_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id"), index=True
+    )  # contract (None = system)
     category: Mapped[str] = mapped_column(String(12))  # contract
     title: Mapped[str] = mapped_column(String(200), default="")  # internal subject line
-    body: Mapped[str] = mapped_column(Text, default="")  # contract: text without signature/opt-out line
+    body: Mapped[str] = mapped_column(
+        Text, default=""
+    )  # contract: text without signature/opt-out line
     # contract: JSON describing who receives it (see app/services/audience.py)
     audience: Mapped[str] = mapped_column(Text, default="{}")
     status: Mapped[str] = mapped_column(String(10), default="draft", index=True)  # contract
-    urgent: Mapped[bool] = mapped_column(Boolean, default=False)  # contract: may send in quiet hours
+    urgent: Mapped[bool] = mapped_column(
+        Boolean, default=False
+    )  # contract: may send in quiet hours
     schedule_at: Mapped[datetime | None] = mapped_column(DateTime)  # contract: None = on approval
     version: Mapped[int] = mapped_column(Integer, default=1)  # bumped by every edit
     route: Mapped[str] = mapped_column(String(40), default="")  # approver group code (ROUTES)
@@ -111,7 +119,9 @@ class MessageApproval(db.Model):
     __tablename__ = "message_approvals"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
     version: Mapped[int] = mapped_column(Integer)
     decision: Mapped[str] = mapped_column(String(10))  # DECISIONS
     comment: Mapped[str] = mapped_column(Text, default="")

@@ -108,8 +108,14 @@ class AudienceSpec:
         if self.kind == "staff":
             data: dict = {"kind": "staff", "units": self.units}
         else:
-            data = {"kind": "customers", "branches": self.branches, "managers": self.managers,
-                    "risk_levels": self.risk_levels, "tags": self.tags, "upload_id": self.upload_id}
+            data = {
+                "kind": "customers",
+                "branches": self.branches,
+                "managers": self.managers,
+                "risk_levels": self.risk_levels,
+                "tags": self.tags,
+                "upload_id": self.upload_id,
+            }
         return json.dumps(data, ensure_ascii=False)
 
     @property
@@ -182,7 +188,9 @@ def validate(spec: AudienceSpec, *, unit: Unit, author: User | None, category: s
     if category == "internal" and spec.kind != "staff":
         raise ValidationError(_("An internal notice goes to staff: choose units."))
     if category != "internal" and spec.kind != "customers":
-        raise ValidationError(_("Only internal notices go to staff; this category goes to customers."))
+        raise ValidationError(
+            _("Only internal notices go to staff; this category goes to customers.")
+        )
     allowed = scope_branch_ids(unit)
     if spec.kind == "staff":
         known = set(db.session.execute(select(Unit.id).where(Unit.id.in_(spec.units))).scalars())
@@ -192,27 +200,37 @@ def validate(spec: AudienceSpec, *, unit: Unit, author: User | None, category: s
             raise PermissionDenied(_("A branch can only send internal notices to its own staff."))
         return
     if spec.branches:
-        rows = db.session.execute(select(Unit.id, Unit.kind).where(Unit.id.in_(spec.branches))).all()
+        rows = db.session.execute(
+            select(Unit.id, Unit.kind).where(Unit.id.in_(spec.branches))
+        ).all()
         if len(rows) != len(spec.branches) or any(kind != "branch" for _id, kind in rows):
             raise ValidationError(_("The audience names a unit that is not a branch."))
         if allowed is not None and not set(spec.branches) <= allowed:
             raise PermissionDenied(_("Branch users can only target their own branch's customers."))
     if spec.managers:
-        rows = db.session.execute(select(User.id, User.unit_id).where(User.id.in_(spec.managers))).all()
+        rows = db.session.execute(
+            select(User.id, User.unit_id).where(User.id.in_(spec.managers))
+        ).all()
         if len(rows) != len(spec.managers):
             raise ValidationError(_("The audience names serving staff who do not exist."))
         if allowed is not None and any(unit_id not in allowed for _id, unit_id in rows):
             raise PermissionDenied(_("Branch users can only target their own branch's customers."))
     if spec.upload_id is not None:
         upload = db.session.get(AudienceUpload, spec.upload_id)
-        if upload is None or (author is not None and upload.author_id != author.id
-                              and upload.unit_id != unit.id):
+        if upload is None or (
+            author is not None and upload.author_id != author.id and upload.unit_id != unit.id
+        ):
             raise NotFound(_("The uploaded list was not found."))
         if not upload.confirmed:
-            raise ValidationError(_("The uploaded list has bad lines: confirm that only the good ones are used, or upload a corrected file."))
+            raise ValidationError(
+                _(
+                    "The uploaded list has bad lines: confirm that only the good ones are used, or upload a corrected file."
+                )
+            )
 
 
 # ------------------------------------------------------------------ the one query
+
 
 def required_consent(category: str) -> str:
     return "undetermined" if category == "inquiry" else "agreed"
@@ -233,8 +251,13 @@ def _recent_messages(category: str, since: datetime, exclude_message_id: int | N
     return recent
 
 
-def sent_counts_since(day_start: datetime, week_start: datetime, category: str,
-                      exclude_message_id: int | None = None, within=None):
+def sent_counts_since(
+    day_start: datetime,
+    week_start: datetime,
+    category: str,
+    exclude_message_id: int | None = None,
+    within=None,
+):
     """Per customer, the messages of ``category`` sent since ``day_start`` and since
     ``week_start`` (naive UTC), as a subquery ``(customer_id, day_n, week_n)``.
 
@@ -263,8 +286,13 @@ def sent_counts_since(day_start: datetime, week_start: datetime, category: str,
     return q.subquery("sent")
 
 
-def capped_customers(cap: message_settings.Cap, send_at: datetime, category: str,
-                     exclude_message_id: int | None = None, within=None):
+def capped_customers(
+    cap: message_settings.Cap,
+    send_at: datetime,
+    category: str,
+    exclude_message_id: int | None = None,
+    within=None,
+):
     """The customers a send of ``category`` at ``send_at`` would take over ``cap`` (R-46):
     a subquery of ``customer_id``, or None when nobody can be over it.
 
@@ -272,18 +300,23 @@ def capped_customers(cap: message_settings.Cap, send_at: datetime, category: str
     cap means nobody reached it: that limit is dropped, and with only the daily limit left
     just today's sends are counted."""
     day_start, week_start = message_settings.cap_windows(send_at)
-    n_day, n_week = db.session.execute(select(
-        select(func.count()).select_from(
-            _recent_messages(category, day_start, exclude_message_id).subquery()).scalar_subquery(),
-        select(func.count()).select_from(
-            _recent_messages(category, week_start, exclude_message_id).subquery()).scalar_subquery(),
-    )).one()
+    n_day, n_week = db.session.execute(
+        select(
+            select(func.count())
+            .select_from(_recent_messages(category, day_start, exclude_message_id).subquery())
+            .scalar_subquery(),
+            select(func.count())
+            .select_from(_recent_messages(category, week_start, exclude_message_id).subquery())
+            .scalar_subquery(),
+        )
+    ).one()
     by_day = bool(cap.day) and n_day >= cap.day
     by_week = bool(cap.week) and n_week >= cap.week
     if not (by_day or by_week):
         return None
-    sent = sent_counts_since(day_start, week_start if by_week else day_start, category,
-                             exclude_message_id, within)
+    sent = sent_counts_since(
+        day_start, week_start if by_week else day_start, category, exclude_message_id, within
+    )
     over = []
     if by_day:
         over.append(sent.c.day_n >= cap.day)
@@ -331,8 +364,14 @@ def _is_narrow(spec: AudienceSpec, unit: Unit) -> bool:
     return 0 < len(spec.branches) <= NARROW_BRANCHES
 
 
-def _customer_rows(spec: AudienceSpec, *, unit: Unit, category: str, send_at: datetime,
-                   exclude_message_id: int | None):
+def _customer_rows(
+    spec: AudienceSpec,
+    *,
+    unit: Unit,
+    category: str,
+    send_at: datetime,
+    exclude_message_id: int | None,
+):
     t = Customer.__table__
     c = t.c
     q = select(
@@ -384,8 +423,14 @@ def _staff_rows(spec: AudienceSpec, *, unit: Unit):
     return q.where(u.unit_id.in_(sorted(units)) if units else false())
 
 
-def rows_select(spec: AudienceSpec, *, unit: Unit, category: str, send_at: datetime | None = None,
-                exclude_message_id: int | None = None):
+def rows_select(
+    spec: AudienceSpec,
+    *,
+    unit: Unit,
+    category: str,
+    send_at: datetime | None = None,
+    exclude_message_id: int | None = None,
+):
     """The audience as ``(customer_id, user_id, unit_id, mobile, carrier, reason)``.
 
     ``reason`` is NULL for a recipient. Among rows otherwise eligible that share a mobile,
@@ -396,20 +441,34 @@ def rows_select(spec: AudienceSpec, *, unit: Unit, category: str, send_at: datet
     if spec.kind == "staff":
         base = _staff_rows(spec, unit=unit)
     else:
-        base = _customer_rows(spec, unit=unit, category=category, send_at=send_at,
-                              exclude_message_id=exclude_message_id)
+        base = _customer_rows(
+            spec,
+            unit=unit,
+            category=category,
+            send_at=send_at,
+            exclude_message_id=exclude_message_id,
+        )
     inner = base.subquery("audience")
     first_eligible = func.row_number().over(
         partition_by=inner.c.mobile,
-        order_by=(case((inner.c.reason.is_(None), 0), else_=1),
-                  inner.c.customer_id, inner.c.user_id),
+        order_by=(
+            case((inner.c.reason.is_(None), 0), else_=1),
+            inner.c.customer_id,
+            inner.c.user_id,
+        ),
     )
     reason = case(
         (and_(inner.c.reason.is_(None), first_eligible > 1), literal("duplicate")),
         else_=inner.c.reason,
     )
-    return select(inner.c.customer_id, inner.c.user_id, inner.c.unit_id, inner.c.mobile,
-                  inner.c.carrier, reason.label("reason"))
+    return select(
+        inner.c.customer_id,
+        inner.c.user_id,
+        inner.c.unit_id,
+        inner.c.mobile,
+        inner.c.carrier,
+        reason.label("reason"),
+    )
 
 
 def message_rows(message: Message, send_at: datetime | None = None):
@@ -417,12 +476,17 @@ def message_rows(message: Message, send_at: datetime | None = None):
 
     The message's own earlier recipients never count towards its cap, so a rebuild after
     a crash sees the same audience."""
-    return rows_select(parse(message.audience), unit=message.unit, category=message.category,
-                       send_at=send_at or message.schedule_at or utcnow(),
-                       exclude_message_id=message.id)
+    return rows_select(
+        parse(message.audience),
+        unit=message.unit,
+        category=message.category,
+        send_at=send_at or message.schedule_at or utcnow(),
+        exclude_message_id=message.id,
+    )
 
 
 # ------------------------------------------------------------------ the preview
+
 
 @dataclass
 class Preview:
@@ -440,14 +504,25 @@ class Preview:
         return sum(self.excluded.values())
 
     def as_dict(self) -> dict:
-        return {"eligible": self.eligible, "excluded": self.excluded,
-                "by_carrier": self.by_carrier, "not_found": self.not_found,
-                "held_until": self.held_until.isoformat() if self.held_until else None,
-                "counted_at": utcnow().isoformat(timespec="seconds")}
+        return {
+            "eligible": self.eligible,
+            "excluded": self.excluded,
+            "by_carrier": self.by_carrier,
+            "not_found": self.not_found,
+            "held_until": self.held_until.isoformat() if self.held_until else None,
+            "counted_at": utcnow().isoformat(timespec="seconds"),
+        }
 
 
-def preview(spec: AudienceSpec, *, unit: Unit, category: str, send_at: datetime | None = None,
-            urgent: bool = False, exclude_message_id: int | None = None) -> Preview:
+def preview(
+    spec: AudienceSpec,
+    *,
+    unit: Unit,
+    category: str,
+    send_at: datetime | None = None,
+    urgent: bool = False,
+    exclude_message_id: int | None = None,
+) -> Preview:
     """How many receive, how many are left out and why, in one grouped query (R-45, R-46).
 
     Quiet hours do not remove anyone: they move a non-urgent send to the end of the quiet
@@ -497,8 +572,9 @@ def _customer_counts(spec, unit, category, send_at, exclude_message_id):
     3. among the eligible rows with such a number, all but one per number are duplicates
        (``rows_select`` keeps the lowest id: the count is the same).
     """
-    base = _customer_rows(spec, unit=unit, category=category, send_at=send_at,
-                          exclude_message_id=exclude_message_id).subquery("base")
+    base = _customer_rows(
+        spec, unit=unit, category=category, send_at=send_at, exclude_message_id=exclude_message_id
+    ).subquery("base")
     pg = db.session.get_bind().dialect.name == "postgresql"
     if pg:
         # Room for the grouping in memory (the default 4 MB spills to disk at 1M rows).
@@ -512,8 +588,10 @@ def _customer_counts(spec, unit, category, send_at, exclude_message_id):
     if _is_narrow(spec, unit):
         # A branch-sized audience finds its shared numbers among its own rows.
         in_shared = base.c.mobile.in_(
-            select(base.c.mobile).where(base.c.reason.is_(None))
-            .group_by(base.c.mobile).having(func.count() > 1)
+            select(base.c.mobile)
+            .where(base.c.reason.is_(None))
+            .group_by(base.c.mobile)
+            .having(func.count() > 1)
         )
     else:
         shared = _shared_mobiles(pg)
@@ -524,14 +602,18 @@ def _customer_counts(spec, unit, category, send_at, exclude_message_id):
         else:
             in_shared = base.c.mobile.in_(shared)
     shared_rows = (
-        select(base.c.carrier.label("carrier"),
-               func.row_number().over(partition_by=base.c.mobile,
-                                      order_by=base.c.customer_id).label("rn"))
+        select(
+            base.c.carrier.label("carrier"),
+            func.row_number()
+            .over(partition_by=base.c.mobile, order_by=base.c.customer_id)
+            .label("rn"),
+        )
         .where(base.c.reason.is_(None), in_shared)
         .subquery("shared_rows")
     )
     dup_rows = db.session.execute(
-        select(shared_rows.c.carrier, func.count()).where(shared_rows.c.rn > 1)
+        select(shared_rows.c.carrier, func.count())
+        .where(shared_rows.c.rn > 1)
         .group_by(shared_rows.c.carrier)
     ).all()
     for carrier, duplicates in dup_rows:
@@ -567,12 +649,14 @@ def _not_found(spec: AudienceSpec, unit: Unit) -> int:
     if allowed is not None:
         match = match.where(c.branch_id.in_(sorted(allowed)))
     return db.session.execute(
-        select(func.count()).select_from(AudienceUploadRow.__table__)
+        select(func.count())
+        .select_from(AudienceUploadRow.__table__)
         .where(r.upload_id == upload.id, ~match)
     ).scalar_one()
 
 
 # ------------------------------------------------------------------ uploaded lists
+
 
 def _decode(data: bytes) -> str:
     for encoding in ("utf-8-sig", "gb18030"):
@@ -585,7 +669,9 @@ def _decode(data: bytes) -> str:
 
 def _looks_like_header(cell: str) -> bool:
     lowered = cell.lower()
-    return any(word in lowered for word in ("crm", "mobile", "phone", "手机", "客户", "号码", "编号"))
+    return any(
+        word in lowered for word in ("crm", "mobile", "phone", "手机", "客户", "号码", "编号")
+    )
 
 
 def create_upload(*, author: User, filename: str, data: bytes, kind: str) -> AudienceUpload:
@@ -629,19 +715,38 @@ def create_upload(*, author: User, filename: str, data: bytes, kind: str) -> Aud
     if not good:
         raise ValidationError(_("The file holds no valid line (%(n)s bad).", n=bad_count))
     upload = AudienceUpload(
-        author_id=author.id, unit_id=author.unit_id, kind=kind, filename=(filename or "")[:200],
-        total_lines=total, good_count=len(good), duplicate_count=duplicates, bad_count=bad_count,
-        bad_lines=json.dumps(bad, ensure_ascii=False), confirmed=bad_count == 0, created_at=utcnow(),
+        author_id=author.id,
+        unit_id=author.unit_id,
+        kind=kind,
+        filename=(filename or "")[:200],
+        total_lines=total,
+        good_count=len(good),
+        duplicate_count=duplicates,
+        bad_count=bad_count,
+        bad_lines=json.dumps(bad, ensure_ascii=False),
+        confirmed=bad_count == 0,
+        created_at=utcnow(),
     )
     db.session.add(upload)
     db.session.flush()
     values = list(good)
     for start in range(0, len(values), 5000):
-        db.session.execute(insert(AudienceUploadRow),
-                           [{"upload_id": upload.id, "value": v} for v in values[start:start + 5000]])
-    audit.record("audience_upload.created", actor=author, target=upload,
-                 details={"kind": kind, "filename": upload.filename, "good": len(good),
-                          "bad": bad_count, "duplicates": duplicates})
+        db.session.execute(
+            insert(AudienceUploadRow),
+            [{"upload_id": upload.id, "value": v} for v in values[start : start + 5000]],
+        )
+    audit.record(
+        "audience_upload.created",
+        actor=author,
+        target=upload,
+        details={
+            "kind": kind,
+            "filename": upload.filename,
+            "good": len(good),
+            "bad": bad_count,
+            "duplicates": duplicates,
+        },
+    )
     return upload
 
 
@@ -660,6 +765,10 @@ def confirm_upload(upload_id: int, *, actor: User) -> AudienceUpload:
         raise PermissionDenied(_("Only the person who uploaded the list can confirm it."))
     if not upload.confirmed:
         upload.confirmed = True
-        audit.record("audience_upload.confirmed", actor=actor, target=upload,
-                     details={"good": upload.good_count, "bad": upload.bad_count})
+        audit.record(
+            "audience_upload.confirmed",
+            actor=actor,
+            target=upload,
+            details={"good": upload.good_count, "bad": upload.bad_count},
+        )
     return upload

@@ -30,13 +30,20 @@ CARRIERS = ("china_mobile", "china_unicom", "china_telecom")
 DEFAULTS: dict[str, object] = {
     # Per category: at most ``day`` messages per customer per calendar day and ``week`` per
     # seven days (Art 12). A category without an entry, or with 0, is exempt.
-    "caps": {"market": {"day": 2, "week": 5}, "advisory": {"day": 2, "week": 5},
-             "product": {"day": 2, "week": 5}},
+    "caps": {
+        "market": {"day": 2, "week": 5},
+        "advisory": {"day": 2, "week": 5},
+        "product": {"day": 2, "week": 5},
+    },
     # Asia/Shanghai wall-clock; non-urgent messages due inside are held until ``end``.
     "quiet_hours": {"start": "21:00", "end": "08:00"},
     # Price per SMS segment in yuan, per carrier; "default" for numbers of other carriers.
-    "rates": {"china_mobile": "0.05", "china_unicom": "0.05", "china_telecom": "0.05",
-              "default": "0.05"},
+    "rates": {
+        "china_mobile": "0.05",
+        "china_unicom": "0.05",
+        "china_telecom": "0.05",
+        "default": "0.05",
+    },
     "opt_out_line": "回T退订",
     # Links may only point here (and to sub-domains): the "links" content rule.
     "link_domains": ["hxzq.com.cn"],
@@ -130,12 +137,17 @@ def save(values: dict, *, actor: User) -> list[str]:
         row.updated_by_id = actor.id
         changed.append(key)
     if changed:
-        audit.record("message_settings.changed", actor=actor, target_type="message_settings",
-                     details={k: cleaned[k] for k in changed})
+        audit.record(
+            "message_settings.changed",
+            actor=actor,
+            target_type="message_settings",
+            details={k: cleaned[k] for k in changed},
+        )
     return changed
 
 
 # ------------------------------------------------------------------ caps and quiet hours
+
 
 @dataclass(frozen=True)
 class Cap:
@@ -168,7 +180,9 @@ def _hhmm(text: str) -> time:
     return time(hours, minutes)
 
 
-def quiet_hold(send_at: datetime, urgent: bool = False, quiet: dict | None = None) -> datetime | None:
+def quiet_hold(
+    send_at: datetime, urgent: bool = False, quiet: dict | None = None
+) -> datetime | None:
     """When ``send_at`` (naive UTC) falls inside quiet hours and the message is not urgent,
     the naive-UTC moment it may go out (the end of the quiet period); else None (R-46)."""
     quiet = get("quiet_hours") if quiet is None else quiet

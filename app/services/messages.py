@@ -74,30 +74,41 @@ def allowed_categories(unit: Unit) -> tuple[str, ...]:
 
 def longest_branch_name() -> str:
     """The longest branch name, the realistic maximum of ``{branch}``."""
-    return db.session.execute(
-        select(Unit.name).where(Unit.kind == "branch")
-        .order_by(func.length(Unit.name).desc(), Unit.id).limit(1)
-    ).scalar() or ""
+    return (
+        db.session.execute(
+            select(Unit.name)
+            .where(Unit.kind == "branch")
+            .order_by(func.length(Unit.name).desc(), Unit.id)
+            .limit(1)
+        ).scalar()
+        or ""
+    )
 
 
 def measure(body: str, category: str) -> segments.SegmentInfo:
     """The segment count of ``body`` as it would go out (signature, opt-out line, longest
     placeholders), with the current settings."""
     return segments.measure(
-        body, commercial=category in COMMERCIAL_CATEGORIES,
-        opt_out_line=message_settings.get("opt_out_line"), signature=message_settings.SIGNATURE,
+        body,
+        commercial=category in COMMERCIAL_CATEGORIES,
+        opt_out_line=message_settings.get("opt_out_line"),
+        signature=message_settings.SIGNATURE,
         longest_branch=longest_branch_name(),
     )
 
 
 def final_text(message: Message) -> str:
     """Signature + body + opt-out line as the sending area sends it (placeholders unfilled)."""
-    return segments.compose(message.body, commercial=message.is_commercial,
-                            opt_out_line=message_settings.get("opt_out_line"),
-                            signature=message_settings.SIGNATURE)
+    return segments.compose(
+        message.body,
+        commercial=message.is_commercial,
+        opt_out_line=message_settings.get("opt_out_line"),
+        signature=message_settings.SIGNATURE,
+    )
 
 
 # ------------------------------------------------------------------ input
+
 
 @dataclass
 class DraftInput:
@@ -118,15 +129,22 @@ def draft_from_form(form) -> DraftInput:
         try:
             schedule_at = local_to_utc(datetime.strptime(raw_schedule[:16], "%Y-%m-%dT%H:%M"))
         except ValueError as exc:
-            raise ValidationError(_("Write the schedule as date and time, e.g. 2026-12-01 09:30.")) from exc
+            raise ValidationError(
+                _("Write the schedule as date and time, e.g. 2026-12-01 09:30.")
+            ) from exc
     category = (form.get("category") or "").strip()
     kind = "staff" if category == "internal" else "customers"
     if kind == "staff":
         aud = {"kind": "staff", "units": form.getlist("units")}
     else:
-        aud = {"kind": "customers", "branches": form.getlist("branches"),
-               "managers": form.getlist("managers"), "risk_levels": form.getlist("risk_levels"),
-               "tags": form.get("tags", ""), "upload_id": form.get("upload_id") or None}
+        aud = {
+            "kind": "customers",
+            "branches": form.getlist("branches"),
+            "managers": form.getlist("managers"),
+            "risk_levels": form.getlist("risk_levels"),
+            "tags": form.get("tags", ""),
+            "upload_id": form.get("upload_id") or None,
+        }
     return DraftInput(
         title=(form.get("title") or "").strip(),
         body=(form.get("body") or "").replace("\r\n", "\n").strip(),
@@ -142,20 +160,37 @@ def _check_input(data: DraftInput, unit: Unit, author: User) -> audience.Audienc
     """What every save checks; returns the parsed audience."""
     if data.category not in DRAFT_CATEGORIES or data.category not in allowed_categories(unit):
         # Only a forged form offers a category outside the list (R-41, Art 13).
-        raise PermissionDenied(_("Your unit may not write this category of message: HQ departments other than Research write transactional notices only (Art 13)."))
+        raise PermissionDenied(
+            _(
+                "Your unit may not write this category of message: HQ departments other than Research write transactional notices only (Art 13)."
+            )
+        )
     if len(data.title) > TITLE_MAX:
         raise ValidationError(_("The title is at most %(n)s characters.", n=TITLE_MAX))
     if len(data.body) > BODY_MAX:
         raise ValidationError(_("The text is at most %(n)s characters.", n=BODY_MAX))
     info = measure(data.body, data.category)
     if info.over_limit:
-        raise ValidationError(_("The message would take %(n)s SMS segments; at most %(max)s are allowed. Shorten the text.",
-                                n=info.segments, max=segments.MAX_SEGMENTS))
+        raise ValidationError(
+            _(
+                "The message would take %(n)s SMS segments; at most %(max)s are allowed. Shorten the text.",
+                n=info.segments,
+                max=segments.MAX_SEGMENTS,
+            )
+        )
     if info.unknown_placeholders:
-        raise ValidationError(_("Unknown placeholder(s): %(p)s. Only {name} and {branch} are filled in.",
-                                p=", ".join(f"{{{p}}}" for p in info.unknown_placeholders)))
+        raise ValidationError(
+            _(
+                "Unknown placeholder(s): %(p)s. Only {name} and {branch} are filled in.",
+                p=", ".join(f"{{{p}}}" for p in info.unknown_placeholders),
+            )
+        )
     if data.schedule_at is not None and data.schedule_at <= utcnow():
-        raise ValidationError(_("The scheduled time has passed. Choose a later time, or leave it empty to send on approval."))
+        raise ValidationError(
+            _(
+                "The scheduled time has passed. Choose a later time, or leave it empty to send on approval."
+            )
+        )
     spec = audience.parse(data.audience)
     audience.validate(spec, unit=unit, author=author, category=data.category)
     return spec
@@ -173,11 +208,18 @@ def _apply(message: Message, data: DraftInput, spec: audience.AudienceSpec) -> N
 
 
 def _history(message: Message, decision: str, actor: User | None, comment: str = "") -> None:
-    db.session.add(MessageApproval(
-        message_id=message.id, version=message.version, decision=decision, comment=comment,
-        route=message.route, route_article=message.route_article,
-        actor_id=actor.id if actor else None, at=utcnow(),
-    ))
+    db.session.add(
+        MessageApproval(
+            message_id=message.id,
+            version=message.version,
+            decision=decision,
+            comment=comment,
+            route=message.route,
+            route_article=message.route_article,
+            actor_id=actor.id if actor else None,
+            at=utcnow(),
+        )
+    )
 
 
 def _load(message_id: int, *, lock: bool = False) -> Message:
@@ -194,23 +236,37 @@ def _load(message_id: int, *, lock: bool = False) -> Message:
 
 # ------------------------------------------------------------------ author's side
 
+
 def create_draft(author: User, data: DraftInput) -> Message:
     """A new draft in the author's unit. The caller commits."""
     if not author.can("message.draft"):
         raise PermissionDenied()
     spec = _check_input(data, author.unit, author)
     now = utcnow()
-    message = Message(unit_id=author.unit_id, author_id=author.id, status="draft", version=1,
-                      created_at=now, route="", route_article="")
+    message = Message(
+        unit_id=author.unit_id,
+        author_id=author.id,
+        status="draft",
+        version=1,
+        created_at=now,
+        route="",
+        route_article="",
+    )
     _apply(message, data, spec)
     db.session.add(message)
     db.session.flush()
-    audit.record("message.created", actor=author, target=message,
-                 details={"category": message.category, "title": message.title})
+    audit.record(
+        "message.created",
+        actor=author,
+        target=message,
+        details={"category": message.category, "title": message.title},
+    )
     return message
 
 
-def update(message_id: int, editor: User, data: DraftInput, expected_version: int | None) -> Message:
+def update(
+    message_id: int, editor: User, data: DraftInput, expected_version: int | None
+) -> Message:
     """The author edits their message. A pending message is re-routed; an approved one
     loses its approval and goes back to the route (R-42); a rejected one becomes a draft
     again. Refused (nothing changes) when the message moved on since the author opened it."""
@@ -218,7 +274,9 @@ def update(message_id: int, editor: User, data: DraftInput, expected_version: in
     if message.author_id != editor.id:
         raise PermissionDenied(_("Only the author can edit a message."))
     if message.status not in OPEN_STATUSES:
-        raise Conflict(_("A message that is %(s)s cannot be edited.", s=STATUS_LABELS[message.status]))
+        raise Conflict(
+            _("A message that is %(s)s cannot be edited.", s=STATUS_LABELS[message.status])
+        )
     if message.status == "approved" and message.send_started_at is not None:
         raise Conflict(_("Sending has begun; the message can no longer be edited."))
     if expected_version is not None and expected_version != message.version:
@@ -227,13 +285,20 @@ def update(message_id: int, editor: User, data: DraftInput, expected_version: in
     prior = message.status
     _apply(message, data, spec)
     message.version += 1
-    audit.record("message.edited", actor=editor, target=message,
-                 details={"version": message.version, "status": prior})
+    audit.record(
+        "message.edited",
+        actor=editor,
+        target=message,
+        details={"version": message.version, "status": prior},
+    )
     if prior == "approved":
         _history(message, "void", editor, _("Edited after approval"))
-        audit.record("message.approval_voided", actor=editor, target=message,
-                     details={"approved_version": message.approved_version,
-                              "version": message.version})
+        audit.record(
+            "message.approval_voided",
+            actor=editor,
+            target=message,
+            details={"approved_version": message.approved_version, "version": message.version},
+        )
         message.approved_at = message.approved_by_id = message.approved_version = None
         _submit(message, editor)
     elif prior == "pending":
@@ -246,32 +311,58 @@ def update(message_id: int, editor: User, data: DraftInput, expected_version: in
 def _submit(message: Message, actor: User) -> None:
     unit = message.unit
     if message.category not in allowed_categories(unit):
-        raise PermissionDenied(_("Your unit may not write this category of message: HQ departments other than Research write transactional notices only (Art 13)."))
+        raise PermissionDenied(
+            _(
+                "Your unit may not write this category of message: HQ departments other than Research write transactional notices only (Art 13)."
+            )
+        )
     if not message.body.strip():
         raise ValidationError(_("The message has no text."))
     info = measure(message.body, message.category)
     if info.over_limit:
-        raise ValidationError(_("The message would take %(n)s SMS segments; at most %(max)s are allowed. Shorten the text.",
-                                n=info.segments, max=segments.MAX_SEGMENTS))
+        raise ValidationError(
+            _(
+                "The message would take %(n)s SMS segments; at most %(max)s are allowed. Shorten the text.",
+                n=info.segments,
+                max=segments.MAX_SEGMENTS,
+            )
+        )
     found = rules.check_text(message.body, message.category)
     if found.blocks:
         raise ValidationError(rules.block_message(found))
     now = utcnow()
     if message.schedule_at is not None and message.schedule_at <= now:
-        raise ValidationError(_("The scheduled time has passed. Choose a later time, or leave it empty to send on approval."))
+        raise ValidationError(
+            _(
+                "The scheduled time has passed. Choose a later time, or leave it empty to send on approval."
+            )
+        )
     spec = audience.parse(message.audience)
     audience.validate(spec, unit=unit, author=actor, category=message.category)
     if spec.is_empty:
         raise ValidationError(_("Choose who receives the message."))
-    counted = audience.preview(spec, unit=unit, category=message.category,
-                               send_at=message.schedule_at, urgent=message.urgent,
-                               exclude_message_id=message.id)
+    counted = audience.preview(
+        spec,
+        unit=unit,
+        category=message.category,
+        send_at=message.schedule_at,
+        urgent=message.urgent,
+        exclude_message_id=message.id,
+    )
     if counted.eligible == 0:
-        raise ValidationError(_("Nobody in the audience would receive the message (%(n)s excluded). Change the audience.",
-                                n=counted.excluded_total))
+        raise ValidationError(
+            _(
+                "Nobody in the audience would receive the message (%(n)s excluded). Change the audience.",
+                n=counted.excluded_total,
+            )
+        )
     chosen = routing.route_for(unit, message.category, message.author_id)
     if not chosen.approver_ids:
-        raise ValidationError(_("Nobody but you could approve this message. Ask the Market Business Dept to name another approver."))
+        raise ValidationError(
+            _(
+                "Nobody but you could approve this message. Ask the Market Business Dept to name another approver."
+            )
+        )
     message.status = "pending"
     message.route, message.route_unit_id = chosen.group, chosen.unit_id
     message.route_article, message.route_fallback = chosen.article, chosen.fallback
@@ -280,11 +371,20 @@ def _submit(message: Message, actor: User) -> None:
     message.audience_summary = json.dumps(counted.as_dict(), ensure_ascii=False)
     message.rule_warnings = json.dumps([m.as_dict() for m in found.warnings], ensure_ascii=False)
     _history(message, "submit", actor)
-    audit.record("message.submitted", actor=actor, target=message,
-                 details={"version": message.version, "route": chosen.group,
-                          "route_unit_id": chosen.unit_id, "article": chosen.article,
-                          "fallback": chosen.fallback, "eligible": counted.eligible,
-                          "warnings": [m.label for m in found.warnings]})
+    audit.record(
+        "message.submitted",
+        actor=actor,
+        target=message,
+        details={
+            "version": message.version,
+            "route": chosen.group,
+            "route_unit_id": chosen.unit_id,
+            "article": chosen.article,
+            "fallback": chosen.fallback,
+            "eligible": counted.eligible,
+            "warnings": [m.label for m in found.warnings],
+        },
+    )
 
 
 def submit(message_id: int, actor: User, expected_version: int | None = None) -> Message:
@@ -300,8 +400,12 @@ def submit(message_id: int, actor: User, expected_version: int | None = None) ->
     return message
 
 
-def save_and_submit(author: User, data: DraftInput, message_id: int | None = None,
-                    expected_version: int | None = None) -> Message:
+def save_and_submit(
+    author: User,
+    data: DraftInput,
+    message_id: int | None = None,
+    expected_version: int | None = None,
+) -> Message:
     """Save the form and submit it in one go: either both happen or neither."""
     if message_id is None:
         message = create_draft(author, data)
@@ -319,7 +423,9 @@ def cancel(message_id: int, actor: User, comment: str = "") -> Message:
     if message.author_id != actor.id:
         raise PermissionDenied(_("Only the author can cancel a message."))
     if message.status not in OPEN_STATUSES or message.send_started_at is not None:
-        raise Conflict(_("A message that is %(s)s cannot be cancelled.", s=STATUS_LABELS[message.status]))
+        raise Conflict(
+            _("A message that is %(s)s cannot be cancelled.", s=STATUS_LABELS[message.status])
+        )
     prior = message.status
     message.status = "cancelled"
     message.updated_at = utcnow()
@@ -330,10 +436,14 @@ def cancel(message_id: int, actor: User, comment: str = "") -> Message:
 
 # ------------------------------------------------------------------ approver's side
 
+
 def can_decide(user: User, message: Message) -> bool:
     """True when ``user`` may approve or reject ``message`` now."""
-    return (message.status == "pending" and user.id != message.author_id
-            and routing.is_member(user, message.route, message.route_unit_id))
+    return (
+        message.status == "pending"
+        and user.id != message.author_id
+        and routing.is_member(user, message.route, message.route_unit_id)
+    )
 
 
 def _decision_checks(message: Message, approver: User, seen_version: int | None) -> None:
@@ -344,12 +454,18 @@ def _decision_checks(message: Message, approver: User, seen_version: int | None)
     if message.status == "approved":
         raise Conflict(_("The message is already approved."))
     if message.status != "pending":
-        raise Conflict(_("The message is %(s)s and waits for no decision.", s=STATUS_LABELS[message.status]))
+        raise Conflict(
+            _("The message is %(s)s and waits for no decision.", s=STATUS_LABELS[message.status])
+        )
     if seen_version is None or seen_version != message.version:
-        raise Conflict(_("The message changed since you opened it. Read the new version before deciding."))
+        raise Conflict(
+            _("The message changed since you opened it. Read the new version before deciding.")
+        )
 
 
-def approve(message_id: int, approver: User, seen_version: int | None, comment: str = "") -> Message:
+def approve(
+    message_id: int, approver: User, seen_version: int | None, comment: str = ""
+) -> Message:
     """Approve the version the approver read. The content rules run again, since they may
     have changed since submission. The caller commits."""
     message = _load(message_id, lock=True)
@@ -364,10 +480,18 @@ def approve(message_id: int, approver: User, seen_version: int | None, comment: 
     message.rule_warnings = json.dumps([m.as_dict() for m in found.warnings], ensure_ascii=False)
     message.updated_at = now
     _history(message, "approve", approver, comment.strip()[:1000])
-    audit.record("message.approved", actor=approver, target=message,
-                 details={"version": message.version, "route": message.route,
-                          "article": message.route_article,
-                          "schedule_at": message.schedule_at, "comment": comment.strip()[:200]})
+    audit.record(
+        "message.approved",
+        actor=approver,
+        target=message,
+        details={
+            "version": message.version,
+            "route": message.route,
+            "article": message.route_article,
+            "schedule_at": message.schedule_at,
+            "comment": comment.strip()[:200],
+        },
+    )
     return message
 
 
@@ -381,12 +505,17 @@ def reject(message_id: int, approver: User, seen_version: int | None, comment: s
     message.status = "rejected"
     message.updated_at = utcnow()
     _history(message, "reject", approver, comment[:1000])
-    audit.record("message.rejected", actor=approver, target=message,
-                 details={"version": message.version, "comment": comment[:200]})
+    audit.record(
+        "message.rejected",
+        actor=approver,
+        target=message,
+        details={"version": message.version, "comment": comment[:200]},
+    )
     return message
 
 
 # ------------------------------------------------------------------ reading
+
 
 def get_visible(message_id: int, user: User) -> Message:
     """A message the user may read: their unit's, routed to them, or any for those who
@@ -394,8 +523,11 @@ def get_visible(message_id: int, user: User) -> Message:
     message = db.session.get(Message, message_id)
     if message is None:
         raise NotFound(_("No such message."))
-    if (message.unit_id == user.unit_id or scope.sees_all_units(user)
-            or routing.is_member(user, message.route, message.route_unit_id)):
+    if (
+        message.unit_id == user.unit_id
+        or scope.sees_all_units(user)
+        or routing.is_member(user, message.route, message.route_unit_id)
+    ):
         return message
     raise scope.NotInScope()
 
@@ -420,8 +552,11 @@ def inbox_query(user: User):
         return select(Message).where(Message.id.is_(None))
     return (
         select(Message)
-        .where(Message.status == "pending", Message.author_id != user.id,
-               or_(*[and_(Message.route == g, Message.route_unit_id == u) for g, u in groups]))
+        .where(
+            Message.status == "pending",
+            Message.author_id != user.id,
+            or_(*[and_(Message.route == g, Message.route_unit_id == u) for g, u in groups]),
+        )
         .order_by(Message.submitted_at.desc(), Message.id.desc())
     )
 
@@ -444,4 +579,3 @@ def warnings_of(message: Message) -> list[dict]:
         return json.loads(message.rule_warnings or "[]")
     except ValueError:
         return []
-

@@ -62,7 +62,9 @@ class Route:
     @property
     def permission(self) -> str:
         """The permission a member of the group holds."""
-        return "message.review_advisory" if self.group == "research_reviewers" else "message.approve"
+        return (
+            "message.review_advisory" if self.group == "research_reviewers" else "message.approve"
+        )
 
 
 GROUP_LABELS = {
@@ -74,12 +76,20 @@ GROUP_LABELS = {
 
 # Why each article applies, as the message page explains it.
 REASONS = {
-    ("unit_heads", "Art 8"): _l("An HQ department's message is approved by the department's head (Art 8)."),
+    ("unit_heads", "Art 8"): _l(
+        "An HQ department's message is approved by the department's head (Art 8)."
+    ),
     ("unit_heads", "Art 9"): _l("A branch's message is approved by the branch head (Art 9)."),
-    ("research_reviewers", "Art 9"): _l("A branch's advisory content is reviewed by the Research Dept (Art 9)."),
-    ("research_head", "Art 14"): _l("Research messages and advisory product issues are approved by the Research head (Art 14)."),
+    ("research_reviewers", "Art 9"): _l(
+        "A branch's advisory content is reviewed by the Research Dept (Art 9)."
+    ),
+    ("research_head", "Art 14"): _l(
+        "Research messages and advisory product issues are approved by the Research head (Art 14)."
+    ),
 }
-FALLBACK_REASON = _l("The author is the only approver of the group, and nobody approves their own message: it goes to the Market Business Dept head(s).")
+FALLBACK_REASON = _l(
+    "The author is the only approver of the group, and nobody approves their own message: it goes to the Market Business Dept head(s)."
+)
 
 
 def route(unit: UnitFacts, category: str, author_id: int | None, directory: Directory) -> Route:
@@ -98,7 +108,9 @@ def route(unit: UnitFacts, category: str, author_id: int | None, directory: Dire
     if others:
         return Route(group, group_unit, article, others)
     market = directory.market_unit_id
-    market_others = tuple(m for m in directory.heads.get(market, ()) if m != author_id) if market else ()
+    market_others = (
+        tuple(m for m in directory.heads.get(market, ()) if m != author_id) if market else ()
+    )
     return Route("market_heads", market, article, market_others, fallback=True)
 
 
@@ -111,12 +123,17 @@ def load_directory(unit_ids: set[int] | None = None) -> Directory:
     reviewers: tuple[int, ...] = ()
     if research is not None:
         users = db.session.execute(
-            select(User).where(User.unit_id == research.id, User.active.is_(True)).order_by(User.username)
+            select(User)
+            .where(User.unit_id == research.id, User.active.is_(True))
+            .order_by(User.username)
         ).scalars()
         reviewers = tuple(u.id for u in users if u.can("message.review_advisory"))
-    return Directory(heads=heads, research_reviewers=reviewers,
-                     research_unit_id=research.id if research else None,
-                     market_unit_id=market.id if market else None)
+    return Directory(
+        heads=heads,
+        research_reviewers=reviewers,
+        research_unit_id=research.id if research else None,
+        market_unit_id=market.id if market else None,
+    )
 
 
 def route_for(unit: Unit, category: str, author_id: int | None) -> Route:

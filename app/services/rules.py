@@ -66,8 +66,13 @@ class RuleMatch:
     found: str  # the text that matched
 
     def as_dict(self) -> dict:
-        return {"rule_id": self.rule_id, "label": self.label, "kind": self.kind,
-                "action": self.action, "found": self.found}
+        return {
+            "rule_id": self.rule_id,
+            "label": self.label,
+            "kind": self.kind,
+            "action": self.action,
+            "found": self.found,
+        }
 
 
 @dataclass
@@ -132,7 +137,9 @@ def active_rules() -> list[RuleSpec]:
     rows = db.session.execute(
         select(ContentRule).where(ContentRule.active.is_(True)).order_by(ContentRule.id)
     ).scalars()
-    return [RuleSpec(r.id, r.pattern, r.is_regex, r.match_on, r.kind, r.action, r.note) for r in rows]
+    return [
+        RuleSpec(r.id, r.pattern, r.is_regex, r.match_on, r.kind, r.action, r.note) for r in rows
+    ]
 
 
 def check_text(text: str, category: str) -> CheckResult:
@@ -147,6 +154,7 @@ def block_message(result: CheckResult) -> str:
 
 
 # ------------------------------------------------------------------ administration
+
 
 def _validated(values: dict) -> dict:
     pattern = (values.get("pattern") or "").strip()
@@ -171,13 +179,23 @@ def _validated(values: dict) -> dict:
             try:
                 compiled = re.compile(pattern)
             except re.error as exc:
-                raise ValidationError(_("The regular expression is not valid: %(e)s.", e=str(exc))) from exc
+                raise ValidationError(
+                    _("The regular expression is not valid: %(e)s.", e=str(exc))
+                ) from exc
             if compiled.search(""):
-                raise ValidationError(_("The pattern matches empty text, so it would match every message."))
+                raise ValidationError(
+                    _("The pattern matches empty text, so it would match every message.")
+                )
     else:
         pattern, is_regex = "", False
-    return {"pattern": pattern, "is_regex": is_regex, "match_on": match_on, "kind": kind,
-            "action": action, "note": note}
+    return {
+        "pattern": pattern,
+        "is_regex": is_regex,
+        "match_on": match_on,
+        "kind": kind,
+        "action": action,
+        "note": note,
+    }
 
 
 def create_rule(values: dict, *, actor: User) -> ContentRule:
@@ -200,8 +218,9 @@ def update_rule(rule_id: int, values: dict, *, actor: User) -> ContentRule:
     for key, value in clean.items():
         setattr(rule, key, value)
     rule.updated_at, rule.updated_by_id = utcnow(), actor.id
-    audit.record("content_rule.changed", actor=actor, target=rule,
-                 details={"before": before, "after": clean})
+    audit.record(
+        "content_rule.changed", actor=actor, target=rule, details={"before": before, "after": clean}
+    )
     return rule
 
 
@@ -212,6 +231,10 @@ def set_active(rule_id: int, active: bool, *, actor: User) -> ContentRule:
     if rule.active != active:
         rule.active = active
         rule.updated_at, rule.updated_by_id = utcnow(), actor.id
-        audit.record("content_rule.activated" if active else "content_rule.deactivated",
-                     actor=actor, target=rule, details={"note": rule.note, "pattern": rule.pattern})
+        audit.record(
+            "content_rule.activated" if active else "content_rule.deactivated",
+            actor=actor,
+            target=rule,
+            details={"note": rule.note, "pattern": rule.pattern},
+        )
     return rule

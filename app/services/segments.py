@@ -105,13 +105,15 @@ def compose(body: str, *, commercial: bool, opt_out_line: str, signature: str) -
     return text
 
 
-def measure(body: str, *, commercial: bool, opt_out_line: str, signature: str,
-            longest_branch: str) -> SegmentInfo:
+def measure(
+    body: str, *, commercial: bool, opt_out_line: str, signature: str, longest_branch: str
+) -> SegmentInfo:
     """Count the segments of ``body`` at its longest realistic length."""
     unknown = tuple(sorted({p for p in placeholders_in(body) if p not in PLACEHOLDERS}))
     longest = {"name": "名" * NAME_MAX_CHARS, "branch": longest_branch or ""}
-    text = compose(expand(body, longest), commercial=commercial, opt_out_line=opt_out_line,
-                   signature=signature)
+    text = compose(
+        expand(body, longest), commercial=commercial, opt_out_line=opt_out_line, signature=signature
+    )
     encoding, units, segments, per_segment = count(text)
     if segments == 1:
         remaining = per_segment - units
@@ -125,6 +127,13 @@ def measure(body: str, *, commercial: bool, opt_out_line: str, signature: str,
                 used = 0
             used += n
         remaining = per_segment - used
-    return SegmentInfo(text=text, chars=len(text), units=units, encoding=encoding,
-                       segments=segments, per_segment=per_segment, remaining=remaining,
-                       unknown_placeholders=unknown)
+    return SegmentInfo(
+        text=text,
+        chars=len(text),
+        units=units,
+        encoding=encoding,
+        segments=segments,
+        per_segment=per_segment,
+        remaining=remaining,
+        unknown_placeholders=unknown,
+    )

@@ -37,15 +37,27 @@ def list_pending():
     page = max(request.args.get("page", 1, type=int), 1)
     size = current_app.config["PAGE_SIZE"]
     query = svc.inbox_query(current_user)
-    total = db.session.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
+    total = db.session.execute(
+        select(func.count()).select_from(query.order_by(None).subquery())
+    ).scalar_one()
     rows = db.session.execute(query.offset((page - 1) * size).limit(size)).scalars().all()
-    return render_template("inbox/list.html", items=[_item_context(m) for m in rows], total=total,
-                           page=page, pages=max((total + size - 1) // size, 1), args=request.args)
+    return render_template(
+        "inbox/list.html",
+        items=[_item_context(m) for m in rows],
+        total=total,
+        page=page,
+        pages=max((total + size - 1) // size, 1),
+        args=request.args,
+    )
 
 
 def _item_context(message) -> dict:
-    return {"m": message, "final_text": svc.final_text(message), "summary": svc.summary_of(message),
-            "warnings": svc.warnings_of(message)}
+    return {
+        "m": message,
+        "final_text": svc.final_text(message),
+        "summary": svc.summary_of(message),
+        "warnings": svc.warnings_of(message),
+    }
 
 
 def _decide(message_id: int, decision: str):
@@ -65,14 +77,27 @@ def _decide(message_id: int, decision: str):
         message = db.session.get(Message, message_id)
         if message is None or exc.status == 404:
             raise
-        return render_partial("inbox/_item.html", status=exc.status, error=str(exc.message),
-                              comment=comment, **_item_context(message))
+        return render_partial(
+            "inbox/_item.html",
+            status=exc.status,
+            error=str(exc.message),
+            comment=comment,
+            **_item_context(message),
+        )
     if not is_partial_request():
-        flash(_("Message #%(id)s is approved.", id=message.id) if decision == "approve"
-              else _("Message #%(id)s is rejected and back with its author.", id=message.id), "success")
+        flash(
+            _("Message #%(id)s is approved.", id=message.id)
+            if decision == "approve"
+            else _("Message #%(id)s is rejected and back with its author.", id=message.id),
+            "success",
+        )
         return redirect(url_for("inbox.list_pending"))
-    return render_partial("inbox/_item.html", decided=decision, badge=svc.inbox_count(current_user),
-                          **_item_context(message))
+    return render_partial(
+        "inbox/_item.html",
+        decided=decision,
+        badge=svc.inbox_count(current_user),
+        **_item_context(message),
+    )
 
 
 @bp.post("/<int:message_id>/approve")

@@ -24,6 +24,7 @@ bp = Blueprint("messages", __name__, url_prefix="/messages")
 
 # ------------------------------------------------------------------ helpers
 
+
 def _int_arg(value) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
@@ -37,8 +38,12 @@ def _choices(user: User) -> dict:
     allowed = audience.scope_branch_ids(unit)
     branch_q = select(Unit).where(Unit.kind == "branch", Unit.active.is_(True)).order_by(Unit.code)
     unit_q = select(Unit).where(Unit.active.is_(True)).order_by(Unit.kind.desc(), Unit.code)
-    staff_q = (select(User).join(Unit, Unit.id == User.unit_id)
-               .where(Unit.kind == "branch", User.active.is_(True)).order_by(Unit.code, User.username))
+    staff_q = (
+        select(User)
+        .join(Unit, Unit.id == User.unit_id)
+        .where(Unit.kind == "branch", User.active.is_(True))
+        .order_by(Unit.code, User.username)
+    )
     if allowed is not None:
         branch_q = branch_q.where(Unit.id.in_(allowed))
         unit_q = unit_q.where(Unit.id.in_(allowed))
@@ -56,10 +61,15 @@ def _data_of(message: Message) -> svc.DraftInput:
     from app.timeutil import to_local
 
     return svc.DraftInput(
-        title=message.title, body=message.body, category=message.category,
-        audience=json.loads(message.audience or "{}"), schedule_at=message.schedule_at,
+        title=message.title,
+        body=message.body,
+        category=message.category,
+        audience=json.loads(message.audience or "{}"),
+        schedule_at=message.schedule_at,
         urgent=message.urgent,
-        schedule_text=to_local(message.schedule_at).strftime("%Y-%m-%dT%H:%M") if message.schedule_at else "",
+        schedule_text=to_local(message.schedule_at).strftime("%Y-%m-%dT%H:%M")
+        if message.schedule_at
+        else "",
     )
 
 
@@ -94,9 +104,12 @@ def _counters(body: str, category: str, by_carrier: dict[str, int]) -> dict:
         "commercial": category in COMMERCIAL_CATEGORIES,
         "opt_out_line": message_settings.get("opt_out_line"),
         "signature": message_settings.SIGNATURE,
-        "final_text": segments.compose(body, commercial=category in COMMERCIAL_CATEGORIES,
-                                       opt_out_line=message_settings.get("opt_out_line"),
-                                       signature=message_settings.SIGNATURE),
+        "final_text": segments.compose(
+            body,
+            commercial=category in COMMERCIAL_CATEGORIES,
+            opt_out_line=message_settings.get("opt_out_line"),
+            signature=message_settings.SIGNATURE,
+        ),
     }
 
 
@@ -109,13 +122,24 @@ def _preview_for(user: User, data: svc.DraftInput, exclude_message_id: int | Non
     except DomainError as exc:
         db.session.rollback()
         return {"preview": None, "preview_error": str(exc.message)}
-    counted = audience.preview(spec, unit=user.unit, category=category, send_at=data.schedule_at,
-                               urgent=data.urgent, exclude_message_id=exclude_message_id)
+    counted = audience.preview(
+        spec,
+        unit=user.unit,
+        category=category,
+        send_at=data.schedule_at,
+        urgent=data.urgent,
+        exclude_message_id=exclude_message_id,
+    )
     return {"preview": counted, "preview_error": None}
 
 
-def _form_page(data: svc.DraftInput, *, message: Message | None = None, error: str | None = None,
-               status: int = 200):
+def _form_page(
+    data: svc.DraftInput,
+    *,
+    message: Message | None = None,
+    error: str | None = None,
+    status: int = 200,
+):
     upload = None
     upload_id = _int_arg(data.audience.get("upload_id"))
     if upload_id:
@@ -123,9 +147,17 @@ def _form_page(data: svc.DraftInput, *, message: Message | None = None, error: s
     live = _preview_for(current_user, data, message.id if message else None)
     by_carrier = live["preview"].by_carrier if live["preview"] else {}
     return render_page_or_partial(
-        "messages/draft.html", "messages/_form.html", status=status,
-        data=data, message=message, error=error, upload=upload, chosen=_audience_form(data.audience),
-        **_choices(current_user), **live, **_counters(data.body, data.category, by_carrier),
+        "messages/draft.html",
+        "messages/_form.html",
+        status=status,
+        data=data,
+        message=message,
+        error=error,
+        upload=upload,
+        chosen=_audience_form(data.audience),
+        **_choices(current_user),
+        **live,
+        **_counters(data.body, data.category, by_carrier),
     )
 
 
@@ -135,9 +167,12 @@ def _save(message_id: int | None):
     try:
         data = svc.draft_from_form(request.form)
     except ValidationError as exc:
-        data = svc.DraftInput(title=request.form.get("title", ""), body=request.form.get("body", ""),
-                              category=request.form.get("category", ""),
-                              schedule_text=request.form.get("schedule_at", ""))
+        data = svc.DraftInput(
+            title=request.form.get("title", ""),
+            body=request.form.get("body", ""),
+            category=request.form.get("category", ""),
+            schedule_text=request.form.get("schedule_at", ""),
+        )
         return _form_page(data, message=message, error=str(exc.message), status=exc.status)
     expected = _int_arg(request.form.get("version"))
     submit = request.form.get("action") == "submit"
@@ -163,6 +198,7 @@ def _save(message_id: int | None):
 
 # ------------------------------------------------------------------ list and drafting
 
+
 @bp.get("/")
 @permission_required("message.view")
 def list_messages():
@@ -173,11 +209,20 @@ def list_messages():
     page = max(request.args.get("page", 1, type=int), 1)
     size = current_app.config["PAGE_SIZE"]
     query = svc.list_query(current_user, mine=mine, status=status)
-    total = db.session.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
+    total = db.session.execute(
+        select(func.count()).select_from(query.order_by(None).subquery())
+    ).scalar_one()
     rows = db.session.execute(query.offset((page - 1) * size).limit(size)).scalars().all()
     return render_page_or_partial(
-        "messages/list.html", "messages/_list.html", rows=rows, total=total, page=page,
-        pages=max((total + size - 1) // size, 1), mine=mine, status_filter=status, args=request.args,
+        "messages/list.html",
+        "messages/_list.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max((total + size - 1) // size, 1),
+        mine=mine,
+        status_filter=status,
+        args=request.args,
         statuses=MESSAGE_STATUSES,
     )
 
@@ -210,7 +255,10 @@ def edit_message(message_id: int):
         flash(_("Only the author can edit a message."), "error")
         return redirect(url_for("messages.view_message", message_id=message.id))
     if message.status not in OPEN_STATUSES:
-        flash(_("A message that is %(s)s cannot be edited.", s=svc.STATUS_LABELS[message.status]), "error")
+        flash(
+            _("A message that is %(s)s cannot be edited.", s=svc.STATUS_LABELS[message.status]),
+            "error",
+        )
         return redirect(url_for("messages.view_message", message_id=message.id))
     return _form_page(_data_of(message), message=message)
 
@@ -229,12 +277,16 @@ def update_message(message_id: int):
 def live_counters():
     """Characters, segments, recipients, cost and rule matches while the author types."""
     try:
-        by_carrier = {str(k): int(v) for k, v in json.loads(request.form.get("preview_counts") or "{}").items()}
+        by_carrier = {
+            str(k): int(v)
+            for k, v in json.loads(request.form.get("preview_counts") or "{}").items()
+        }
     except (ValueError, TypeError, AttributeError):
         by_carrier = {}
     body = (request.form.get("body") or "").replace("\r\n", "\n").strip()
-    return render_partial("messages/_counters.html",
-                          **_counters(body, request.form.get("category", ""), by_carrier))
+    return render_partial(
+        "messages/_counters.html", **_counters(body, request.form.get("category", ""), by_carrier)
+    )
 
 
 @bp.post("/preview")
@@ -244,15 +296,20 @@ def live_preview():
     try:
         data = svc.draft_from_form(request.form)
     except ValidationError as exc:
-        response = render_partial("messages/_preview.html", preview=None, preview_error=str(exc.message))
+        response = render_partial(
+            "messages/_preview.html", preview=None, preview_error=str(exc.message)
+        )
     else:
-        response = render_partial("messages/_preview.html",
-                                  **_preview_for(current_user, data, _int_arg(request.form.get("message_id"))))
+        response = render_partial(
+            "messages/_preview.html",
+            **_preview_for(current_user, data, _int_arg(request.form.get("message_id"))),
+        )
     response.headers["HX-Trigger-After-Swap"] = "audience-previewed"
     return response
 
 
 # ------------------------------------------------------------------ uploads
+
 
 @bp.post("/uploads")
 @permission_required("message.draft")
@@ -260,16 +317,24 @@ def upload_list():
     file = request.files.get("upload_file")
     try:
         upload = audience.create_upload(
-            author=current_user, filename=file.filename if file else "",
+            author=current_user,
+            filename=file.filename if file else "",
             data=file.read(audience.UPLOAD_MAX_BYTES + 1) if file else b"",
             kind=request.form.get("upload_kind", ""),
         )
         db.session.commit()
     except DomainError as exc:
         db.session.rollback()
-        return render_page_or_partial("messages/upload.html", "messages/_upload.html",
-                                      status=exc.status, upload=None, upload_error=str(exc.message))
-    response = render_page_or_partial("messages/upload.html", "messages/_upload.html", upload=upload)
+        return render_page_or_partial(
+            "messages/upload.html",
+            "messages/_upload.html",
+            status=exc.status,
+            upload=None,
+            upload_error=str(exc.message),
+        )
+    response = render_page_or_partial(
+        "messages/upload.html", "messages/_upload.html", upload=upload
+    )
     response.headers["HX-Trigger-After-Swap"] = "upload-changed"
     return response
 
@@ -297,6 +362,7 @@ def clear_upload():
 
 # ------------------------------------------------------------------ the message
 
+
 @bp.get("/<int:message_id>")
 @permission_required("message.view")
 def view_message(message_id: int):
@@ -308,9 +374,14 @@ def view_message(message_id: int):
         warnings = svc.warnings_of(message)
     approvers = routing.group_members(message.route, message.route_unit_id) if message.route else []
     return render_template(
-        "messages/view.html", message=message, info=info, warnings=warnings,
-        final_text=svc.final_text(message), summary=svc.summary_of(message),
-        spec=audience.parse(message.audience), approvers=[u for u in approvers if u.id != message.author_id],
+        "messages/view.html",
+        message=message,
+        info=info,
+        warnings=warnings,
+        final_text=svc.final_text(message),
+        summary=svc.summary_of(message),
+        spec=audience.parse(message.audience),
+        approvers=[u for u in approvers if u.id != message.author_id],
         reason=routing.REASONS.get((message.route, message.route_article)),
         can_decide=svc.can_decide(current_user, message),
         units={u.id: u for u in db.session.execute(select(Unit)).scalars()},
@@ -322,11 +393,22 @@ def view_message(message_id: int):
 def message_audience(message_id: int):
     """The live preview of a stored message's audience (loaded after the page)."""
     message = svc.get_visible(message_id, current_user)
-    counted = audience.preview(audience.parse(message.audience), unit=message.unit,
-                               category=message.category, send_at=message.schedule_at,
-                               urgent=message.urgent, exclude_message_id=message.id)
-    return render_page_or_partial("messages/audience.html", "messages/_preview.html",
-                                  message=message, preview=counted, preview_error=None, readonly=True)
+    counted = audience.preview(
+        audience.parse(message.audience),
+        unit=message.unit,
+        category=message.category,
+        send_at=message.schedule_at,
+        urgent=message.urgent,
+        exclude_message_id=message.id,
+    )
+    return render_page_or_partial(
+        "messages/audience.html",
+        "messages/_preview.html",
+        message=message,
+        preview=counted,
+        preview_error=None,
+        readonly=True,
+    )
 
 
 @bp.post("/<int:message_id>/submit")
@@ -357,11 +439,13 @@ def cancel_message(message_id: int):
 def message_labels():
     """Labels of categories, statuses, decisions, routes and exclusion reasons, for every
     template that shows messages (the inbox too)."""
-    return {"message_labels": {
-        "categories": svc.CATEGORY_LABELS,
-        "statuses": svc.STATUS_LABELS,
-        "decisions": svc.DECISION_LABELS,
-        "routes": routing.GROUP_LABELS,
-        "reasons": audience.REASON_LABELS,
-        "fallback": routing.FALLBACK_REASON,
-    }}
+    return {
+        "message_labels": {
+            "categories": svc.CATEGORY_LABELS,
+            "statuses": svc.STATUS_LABELS,
+            "decisions": svc.DECISION_LABELS,
+            "routes": routing.GROUP_LABELS,
+            "reasons": audience.REASON_LABELS,
+            "fallback": routing.FALLBACK_REASON,
+        }
+    }

@@ -19,15 +19,21 @@ bp = Blueprint("rules", __name__, url_prefix="/rules")
 
 
 def _rule_form(form) -> dict:
-    return {"pattern": form.get("pattern", ""), "is_regex": form.get("is_regex") == "1",
-            "match_on": form.get("match_on", "text"), "kind": form.get("kind", ""),
-            "action": form.get("action", ""), "note": form.get("note", "")}
+    return {
+        "pattern": form.get("pattern", ""),
+        "is_regex": form.get("is_regex") == "1",
+        "match_on": form.get("match_on", "text"),
+        "kind": form.get("kind", ""),
+        "action": form.get("action", ""),
+        "note": form.get("note", ""),
+    }
 
 
 def _list_page(status: int = 200, **extra):
     rows = db.session.execute(select(ContentRule).order_by(ContentRule.id)).scalars().all()
-    return render_template("rules/list.html", rows=rows, kinds=RULE_KINDS, actions=RULE_ACTIONS,
-                           **extra), status
+    return render_template(
+        "rules/list.html", rows=rows, kinds=RULE_KINDS, actions=RULE_ACTIONS, **extra
+    ), status
 
 
 @bp.get("/")
@@ -56,8 +62,9 @@ def edit_rule(rule_id: int):
     rule = db.session.get(ContentRule, rule_id)
     if rule is None:
         raise NotFound()
-    return render_template("rules/edit.html", rule=rule, form=None, kinds=RULE_KINDS,
-                           actions=RULE_ACTIONS)
+    return render_template(
+        "rules/edit.html", rule=rule, form=None, kinds=RULE_KINDS, actions=RULE_ACTIONS
+    )
 
 
 @bp.post("/<int:rule_id>/edit")
@@ -72,8 +79,14 @@ def update_rule(rule_id: int):
         if exc.status == 404:
             raise
         rule = db.session.get(ContentRule, rule_id)
-        return render_template("rules/edit.html", rule=rule, form=values, kinds=RULE_KINDS,
-                               actions=RULE_ACTIONS, error=str(exc.message)), exc.status
+        return render_template(
+            "rules/edit.html",
+            rule=rule,
+            form=values,
+            kinds=RULE_KINDS,
+            actions=RULE_ACTIONS,
+            error=str(exc.message),
+        ), exc.status
     flash(_("Rule #%(id)s is saved.", id=rule_id), "success")
     return redirect(url_for("rules.list_rules"))
 
@@ -96,28 +109,48 @@ def try_text():
     category = request.form.get("category", "notice")
     if category not in CATEGORIES:
         category = "notice"
-    return render_page_or_partial("rules/try.html", "rules/_try.html", text=text, category=category,
-                                  checked=rules.check_text(text, category))
+    return render_page_or_partial(
+        "rules/try.html",
+        "rules/_try.html",
+        text=text,
+        category=category,
+        checked=rules.check_text(text, category),
+    )
 
 
 @bp.get("/settings")
 @permission_required("admin.rules")
 def settings():
-    return render_template("rules/settings.html", values=message_settings.all_settings(),
-                           categories=CATEGORIES, carriers=message_settings.CARRIERS)
+    return render_template(
+        "rules/settings.html",
+        values=message_settings.all_settings(),
+        categories=CATEGORIES,
+        carriers=message_settings.CARRIERS,
+    )
 
 
 @bp.post("/settings")
 @permission_required("admin.rules")
 def save_settings():
     form = request.form
-    caps = {c: {"day": form.get(f"cap_{c}_day", "0") or "0", "week": form.get(f"cap_{c}_week", "0") or "0"}
-            for c in CATEGORIES}
+    caps = {
+        c: {
+            "day": form.get(f"cap_{c}_day", "0") or "0",
+            "week": form.get(f"cap_{c}_week", "0") or "0",
+        }
+        for c in CATEGORIES
+    }
     values = {
         "caps": caps,
-        "quiet_hours": {"start": form.get("quiet_start", "").strip(), "end": form.get("quiet_end", "").strip()},
-        "rates": {c: form.get(f"rate_{c}", "").strip() for c in (*message_settings.CARRIERS, "default")
-                  if form.get(f"rate_{c}", "").strip()},
+        "quiet_hours": {
+            "start": form.get("quiet_start", "").strip(),
+            "end": form.get("quiet_end", "").strip(),
+        },
+        "rates": {
+            c: form.get(f"rate_{c}", "").strip()
+            for c in (*message_settings.CARRIERS, "default")
+            if form.get(f"rate_{c}", "").strip()
+        },
         "opt_out_line": form.get("opt_out_line", ""),
         "link_domains": [d for d in form.get("link_domains", "").replace(",", "\n").splitlines()],
     }
@@ -127,9 +160,14 @@ def save_settings():
     except DomainError as exc:
         db.session.rollback()
         shown = message_settings.all_settings()
-        return render_template("rules/settings.html", values=shown, categories=CATEGORIES,
-                               carriers=message_settings.CARRIERS, error=str(exc.message),
-                               form=form), exc.status
+        return render_template(
+            "rules/settings.html",
+            values=shown,
+            categories=CATEGORIES,
+            carriers=message_settings.CARRIERS,
+            error=str(exc.message),
+            form=form,
+        ), exc.status
     flash(_("Settings saved.") if changed else _("Nothing changed."), "success")
     return redirect(url_for("rules.settings"))
 
@@ -137,9 +175,17 @@ def save_settings():
 @bp.context_processor
 def rule_labels():
     return {
-        "rule_kind_labels": {"illegal": _("Illegal content"), "third_party_ad": _("Third-party advertising"),
-                             "advisory_wording": _("Advisory wording"), "other": _("Other")},
+        "rule_kind_labels": {
+            "illegal": _("Illegal content"),
+            "third_party_ad": _("Third-party advertising"),
+            "advisory_wording": _("Advisory wording"),
+            "other": _("Other"),
+        },
         "rule_action_labels": {"block": _("Block"), "warn": _("Warn")},
-        "carrier_labels": {"china_mobile": _("China Mobile"), "china_unicom": _("China Unicom"),
-                           "china_telecom": _("China Telecom"), "default": _("Other carriers")},
+        "carrier_labels": {
+            "china_mobile": _("China Mobile"),
+            "china_unicom": _("China Unicom"),
+            "china_telecom": _("China Telecom"),
+            "default": _("Other carriers"),
+        },
     }

@@ -63,7 +63,9 @@ def test_staff_drafts_market_message_and_head_approves_in_the_inbox(page, login,
     head.evaluate("window.__noReload = true")
     item.locator("textarea[name=comment]").fill("同意发送")
     item.locator("button", has_text="批准").click()
-    expect(head.locator(f"#inbox-item-{message_id} .decision-done")).to_have_text("您已批准这条短信。")
+    expect(head.locator(f"#inbox-item-{message_id} .decision-done")).to_have_text(
+        "您已批准这条短信。"
+    )
     assert head.evaluate("window.__noReload") is True  # decided in place, no page load
     expect(head.locator("#badge-inbox-list_pending")).to_have_count(0)
     screenshot(head, "inbox-after-approval")
@@ -78,8 +80,12 @@ def test_staff_drafts_market_message_and_head_approves_in_the_inbox(page, login,
 def test_branch_advisory_lands_in_research_inbox_not_the_branch_head(page, login, new_page):
     _customers()
     login("bj_staff")
-    message_id = _submit_draft(page, category="advisory", title="策略观点",
-                               body_steps=["本周策略:关注消费板块,注意控制仓位。"])
+    message_id = _submit_draft(
+        page,
+        category="advisory",
+        title="策略观点",
+        body_steps=["本周策略:关注消费板块,注意控制仓位。"],
+    )
     expect(page.locator("#route-article")).to_have_text("Art 9")
     expect(page.locator("#route")).to_contain_text("研究发展部审核人")
 

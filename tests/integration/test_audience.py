@@ -24,7 +24,9 @@ def known(app):
     SH01: 2 eligible (out of BJ01's scope)."""
     c = {}
     c["a"] = make_customer(mobile="13900000001", risk_level="C2", tags="基金;债券")
-    c["b"] = make_customer(mobile="13900000002", risk_level="C3", tags="基金", carrier="china_unicom")
+    c["b"] = make_customer(
+        mobile="13900000002", risk_level="C3", tags="基金", carrier="china_unicom"
+    )
     c["c"] = make_customer(mobile="13900000003", risk_level="C4")
     c["refused"] = make_customer(consent="refused")
     c["und1"] = make_customer(consent="undetermined")
@@ -42,15 +44,22 @@ def test_preview_counts_every_exclusion_reason(known):
     bj = unit("BJ01")
     p = audience.preview(_spec(branches=[bj.id]), unit=bj, category="market")
     assert p.eligible == 3
-    assert p.excluded == {"inactive": 1, "refused": 1, "undetermined": 2, "invalid_mobile": 2,
-                          "cap": 0, "duplicate": 1}
+    assert p.excluded == {
+        "inactive": 1,
+        "refused": 1,
+        "undetermined": 2,
+        "invalid_mobile": 2,
+        "cap": 0,
+        "duplicate": 1,
+    }
     assert p.by_carrier == {"china_mobile": 2, "china_unicom": 1}
 
 
 def test_rows_name_who_receives_and_why_others_do_not(known):
     bj = unit("BJ01")
-    rows = db.session.execute(audience.rows_select(_spec(branches=[bj.id]), unit=bj,
-                                                   category="notice")).all()
+    rows = db.session.execute(
+        audience.rows_select(_spec(branches=[bj.id]), unit=bj, category="notice")
+    ).all()
     by_id = {r.customer_id: r for r in rows}
     assert {cid for cid, r in by_id.items() if r.reason is None} == {known[k].id for k in "abc"}
     assert by_id[known["dup"].id].reason == "duplicate"  # the lower id keeps the number
@@ -62,35 +71,56 @@ def test_rows_name_who_receives_and_why_others_do_not(known):
 
 def test_filters_combine_risk_tags_and_serving_staff(known, user):
     bj = unit("BJ01")
-    p = audience.preview(_spec(branches=[bj.id], risk_levels=["C2", "C3"]), unit=bj, category="market")
+    p = audience.preview(
+        _spec(branches=[bj.id], risk_levels=["C2", "C3"]), unit=bj, category="market"
+    )
     assert p.eligible == 2
     p = audience.preview(_spec(branches=[bj.id], tags=["基金"]), unit=bj, category="market")
     assert p.eligible == 2 and p.excluded["undetermined"] == 1
-    p = audience.preview(_spec(branches=[bj.id], managers=[user("bj_head").id]), unit=bj,
-                         category="market")
+    p = audience.preview(
+        _spec(branches=[bj.id], managers=[user("bj_head").id]), unit=bj, category="market"
+    )
     assert p.eligible == 0  # every BJ01 customer is served by bj_staff
 
 
 def test_branch_scope_hq_reach_and_validation(known, user):
     bj, sh, ops = unit("BJ01"), unit("SH01"), unit("OPS")
     # HQ (Operations) may reach every branch; BJ01 never sees Shanghai's customers.
-    assert audience.preview(_spec(branches=[bj.id, sh.id]), unit=ops, category="notice").eligible == 5
+    assert (
+        audience.preview(_spec(branches=[bj.id, sh.id]), unit=ops, category="notice").eligible == 5
+    )
     with pytest.raises(PermissionDenied):
-        audience.validate(_spec(branches=[sh.id]), unit=bj, author=user("bj_staff"), category="notice")
+        audience.validate(
+            _spec(branches=[sh.id]), unit=bj, author=user("bj_staff"), category="notice"
+        )
     with pytest.raises(PermissionDenied):
-        audience.validate(_spec(branches=[bj.id], managers=[user("sh_staff").id]), unit=bj,
-                          author=user("bj_staff"), category="notice")
+        audience.validate(
+            _spec(branches=[bj.id], managers=[user("sh_staff").id]),
+            unit=bj,
+            author=user("bj_staff"),
+            category="notice",
+        )
     with pytest.raises(ValidationError):
-        audience.validate(_spec(branches=[ops.id]), unit=ops, author=user("ops_staff"), category="notice")
+        audience.validate(
+            _spec(branches=[ops.id]), unit=ops, author=user("ops_staff"), category="notice"
+        )
     with pytest.raises(ValidationError):
-        audience.validate(_spec(branches=[bj.id]), unit=bj, author=user("bj_staff"), category="internal")
+        audience.validate(
+            _spec(branches=[bj.id]), unit=bj, author=user("bj_staff"), category="internal"
+        )
     # Even a forged spec that names Shanghai counts nothing from there for a branch.
     assert audience.preview(_spec(branches=[sh.id]), unit=bj, category="notice").eligible == 0
 
 
 def test_parse_refuses_malformed_audiences():
-    for raw in ["not json", "[]", {"kind": "everyone"}, {"branches": ["x"]},
-                {"risk_levels": ["C9"]}, {"upload_id": "abc"}]:
+    for raw in [
+        "not json",
+        "[]",
+        {"kind": "everyone"},
+        {"branches": ["x"]},
+        {"risk_levels": ["C9"]},
+        {"upload_id": "abc"},
+    ]:
         with pytest.raises(ValidationError):
             audience.parse(raw)
     assert audience.parse({"kind": "customers"}).is_empty
@@ -102,11 +132,18 @@ def _sent(customer, at_local, category="market", n=1):
     recipient row per customer the sending area builds."""
     for _ in range(n):
         # As the sending area does: the message starts sending, then its recipients are built.
-        message = make_approved_message(category=category, status="sent",
-                                        send_started_at=local_to_utc(at_local))
-        db.session.add(Recipient(message_id=message.id, customer_id=customer.id,
-                                 mobile=customer.mobile, status="delivered",
-                                 created_at=local_to_utc(at_local)))
+        message = make_approved_message(
+            category=category, status="sent", send_started_at=local_to_utc(at_local)
+        )
+        db.session.add(
+            Recipient(
+                message_id=message.id,
+                customer_id=customer.id,
+                mobile=customer.mobile,
+                status="delivered",
+                created_at=local_to_utc(at_local),
+            )
+        )
     db.session.commit()
 
 
@@ -120,16 +157,21 @@ def test_frequency_cap_counts_sends_of_the_category(known):
     assert p.cap == message_settings.Cap(2, 5)
     assert p.excluded["cap"] == 2 and p.excluded["duplicate"] == 0 and p.eligible == 2
     # With a over the cap, the duplicate of a's number now receives.
-    rows = db.session.execute(audience.rows_select(_spec(branches=[bj.id]), unit=bj, category="market",
-                                                   send_at=send_at)).all()
+    rows = db.session.execute(
+        audience.rows_select(_spec(branches=[bj.id]), unit=bj, category="market", send_at=send_at)
+    ).all()
     assert {r.customer_id for r in rows if r.reason is None} == {known["b"].id, known["dup"].id}
     # Transactional notices are exempt.
     p = audience.preview(_spec(branches=[bj.id]), unit=bj, category="notice", send_at=send_at)
     assert p.cap is None and p.excluded["cap"] == 0 and p.eligible == 3
     # Eight days later the week has passed.
     later = local_to_utc(datetime(2030, 1, 18, 15, 0))
-    assert audience.preview(_spec(branches=[bj.id]), unit=bj, category="market",
-                            send_at=later).excluded["cap"] == 0
+    assert (
+        audience.preview(
+            _spec(branches=[bj.id]), unit=bj, category="market", send_at=later
+        ).excluded["cap"]
+        == 0
+    )
 
 
 def test_quiet_hours_hold_the_send_and_move_the_cap_window(known):
@@ -139,21 +181,32 @@ def test_quiet_hours_hold_the_send_and_move_the_cap_window(known):
     p = audience.preview(_spec(branches=[bj.id]), unit=bj, category="market", send_at=evening)
     assert p.held_until == local_to_utc(datetime(2030, 1, 11, 8, 0))
     assert p.excluded["cap"] == 0  # it goes out tomorrow, a new day
-    urgent = audience.preview(_spec(branches=[bj.id]), unit=bj, category="market", send_at=evening,
-                              urgent=True)
+    urgent = audience.preview(
+        _spec(branches=[bj.id]), unit=bj, category="market", send_at=evening, urgent=True
+    )
     assert urgent.held_until is None and urgent.excluded["cap"] == 1
     early = local_to_utc(datetime(2030, 1, 11, 6, 0))
-    assert audience.preview(_spec(branches=[bj.id]), unit=bj, category="market",
-                            send_at=early).held_until == local_to_utc(datetime(2030, 1, 11, 8, 0))
+    assert audience.preview(
+        _spec(branches=[bj.id]), unit=bj, category="market", send_at=early
+    ).held_until == local_to_utc(datetime(2030, 1, 11, 8, 0))
     noon = local_to_utc(datetime(2030, 1, 11, 12, 0))
-    assert audience.preview(_spec(branches=[bj.id]), unit=bj, category="market",
-                            send_at=noon).held_until is None
+    assert (
+        audience.preview(
+            _spec(branches=[bj.id]), unit=bj, category="market", send_at=noon
+        ).held_until
+        is None
+    )
 
 
 def test_caps_and_quiet_hours_follow_the_settings(known, user):
     bj = unit("BJ01")
-    message_settings.save({"caps": {"market": {"day": 1, "week": 0}},
-                           "quiet_hours": {"start": "12:00", "end": "13:00"}}, actor=user("admin"))
+    message_settings.save(
+        {
+            "caps": {"market": {"day": 1, "week": 0}},
+            "quiet_hours": {"start": "12:00", "end": "13:00"},
+        },
+        actor=user("admin"),
+    )
     db.session.commit()
     _sent(known["a"], datetime(2030, 1, 10, 9, 0))
     at = local_to_utc(datetime(2030, 1, 10, 12, 30))
@@ -165,10 +218,16 @@ def test_caps_and_quiet_hours_follow_the_settings(known, user):
 
 def test_settings_refuse_bad_values_and_change_nothing(app, user):
     before = message_settings.all_settings()
-    for bad in [{"caps": {"market": {"day": -1}}}, {"caps": {"nope": {"day": 1}}},
-                {"quiet_hours": {"start": "25:00", "end": "08:00"}}, {"rates": {"default": "abc"}},
-                {"rates": {"china_mobile": "0.05"}}, {"opt_out_line": ""},
-                {"link_domains": ["not a domain"]}, {"caps": {"market": {"day": 3, "week": 2}}}]:
+    for bad in [
+        {"caps": {"market": {"day": -1}}},
+        {"caps": {"nope": {"day": 1}}},
+        {"quiet_hours": {"start": "25:00", "end": "08:00"}},
+        {"rates": {"default": "abc"}},
+        {"rates": {"china_mobile": "0.05"}},
+        {"opt_out_line": ""},
+        {"link_domains": ["not a domain"]},
+        {"caps": {"market": {"day": 3, "week": 2}}},
+    ]:
         with pytest.raises(ValidationError):
             message_settings.save(bad, actor=user("admin"))
     assert message_settings.all_settings() == before
@@ -193,8 +252,10 @@ def test_staff_audience_for_internal_notices(app, user):
 
 def test_upload_reports_bad_lines_and_needs_confirmation(known, user):
     staff = user("bj_staff")
-    data = ("手机号\n13900000001\n139-0000-0002\n+8613900000003\n12345\n\n13900000001\nabc\n"
-            "13811112222\n").encode()
+    data = (
+        "手机号\n13900000001\n139-0000-0002\n+8613900000003\n12345\n\n13900000001\nabc\n"
+        "13811112222\n"
+    ).encode()
     upload = audience.create_upload(author=staff, filename="list.csv", data=data, kind="mobile")
     db.session.commit()
     assert (upload.good_count, upload.duplicate_count, upload.bad_count) == (4, 1, 2)
@@ -225,20 +286,30 @@ def test_upload_by_crm_id_and_refusals(known, user):
     bj = unit("BJ01")
     p = audience.preview(_spec(upload_id=upload.id), unit=bj, category="market")
     assert p.eligible == 1 and p.not_found == 1  # Shanghai's customer is outside BJ01's scope
-    count = db.session.execute(select(db.func.count()).select_from(audience.AudienceUpload)).scalar()
+    count = db.session.execute(
+        select(db.func.count()).select_from(audience.AudienceUpload)
+    ).scalar()
     for data, kind in [(b"", "mobile"), (b"abc\nxyz\n", "mobile"), (b"139", "phone")]:
         with pytest.raises(ValidationError):
             audience.create_upload(author=staff, filename="bad.csv", data=data, kind=kind)
         db.session.rollback()
-    assert db.session.execute(select(db.func.count()).select_from(audience.AudienceUpload)).scalar() == count
+    assert (
+        db.session.execute(select(db.func.count()).select_from(audience.AudienceUpload)).scalar()
+        == count
+    )
 
 
 def test_message_rows_for_the_sending_area(known):
     message = make_approved_message(category="market", unit_code="BJ01", urgent=False)
     _sent(known["a"], datetime(2030, 1, 10, 9, 0), n=2)
-    rows = db.session.execute(audience.message_rows(message, local_to_utc(datetime(2030, 1, 10, 15, 0)))).all()
-    assert {r.customer_id for r in rows if r.reason is None} == {known["b"].id, known["c"].id,
-                                                                 known["dup"].id}
+    rows = db.session.execute(
+        audience.message_rows(message, local_to_utc(datetime(2030, 1, 10, 15, 0)))
+    ).all()
+    assert {r.customer_id for r in rows if r.reason is None} == {
+        known["b"].id,
+        known["c"].id,
+        known["dup"].id,
+    }
 
 
 @pytest.mark.parametrize("narrow_up_to", [10, 0])
@@ -254,10 +325,14 @@ def test_preview_counts_equal_the_rows_the_send_builds(known, monkeypatch, narro
     _sent(known["c"], datetime(2030, 1, 10, 9, 0), n=2)
     send_at = local_to_utc(datetime(2030, 1, 10, 15, 0))
     for category in ("market", "notice"):
-        p = audience.preview(_spec(branches=[bj.id]), unit=author_unit, category=category,
-                             send_at=send_at)
-        rows = db.session.execute(audience.rows_select(_spec(branches=[bj.id]), unit=author_unit,
-                                                       category=category, send_at=send_at)).all()
+        p = audience.preview(
+            _spec(branches=[bj.id]), unit=author_unit, category=category, send_at=send_at
+        )
+        rows = db.session.execute(
+            audience.rows_select(
+                _spec(branches=[bj.id]), unit=author_unit, category=category, send_at=send_at
+            )
+        ).all()
         from_rows, carriers = {}, {}
         for r in rows:
             from_rows[r.reason] = from_rows.get(r.reason, 0) + 1

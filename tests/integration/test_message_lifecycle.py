@@ -24,41 +24,66 @@ def customers(app):
 
 
 def _counts():
-    return (db.session.execute(select(func.count()).select_from(Message)).scalar(),
-            db.session.execute(select(func.count()).select_from(MessageApproval)).scalar(),
-            db.session.execute(select(func.count()).select_from(AuditLog)).scalar())
+    return (
+        db.session.execute(select(func.count()).select_from(Message)).scalar(),
+        db.session.execute(select(func.count()).select_from(MessageApproval)).scalar(),
+        db.session.execute(select(func.count()).select_from(AuditLog)).scalar(),
+    )
 
 
 def _draft(**kw):
-    defaults = {"title": "t", "body": "本周市场回顾", "category": "market",
-                "audience": {"kind": "customers", "branches": [unit("BJ01").id]}}
+    defaults = {
+        "title": "t",
+        "body": "本周市场回顾",
+        "category": "market",
+        "audience": {"kind": "customers", "branches": [unit("BJ01").id]},
+    }
     defaults.update(kw)
     return svc.DraftInput(**defaults)
 
 
-@pytest.mark.parametrize("author,category,route,unit_code,article,approvers", [
-    ("ops_staff", "notice", "unit_heads", "OPS", "Art 8", ["ops_head"]),
-    ("bj_staff", "market", "unit_heads", "BJ01", "Art 9", ["bj_head"]),
-    ("bj_staff", "account", "unit_heads", "BJ01", "Art 9", ["bj_head"]),
-    ("bj_staff", "advisory", "research_reviewers", "RES", "Art 9", ["research_head"]),
-    ("research_staff", "advisory", "research_head", "RES", "Art 14", ["research_head"]),
-    ("research_staff", "notice", "research_head", "RES", "Art 14", ["research_head"]),
-    ("bj_head", "market", "market_heads", "MKT", "Art 9", ["admin"]),  # the only approver wrote it
-    ("research_head", "advisory", "market_heads", "MKT", "Art 14", ["admin"]),
-])
+@pytest.mark.parametrize(
+    "author,category,route,unit_code,article,approvers",
+    [
+        ("ops_staff", "notice", "unit_heads", "OPS", "Art 8", ["ops_head"]),
+        ("bj_staff", "market", "unit_heads", "BJ01", "Art 9", ["bj_head"]),
+        ("bj_staff", "account", "unit_heads", "BJ01", "Art 9", ["bj_head"]),
+        ("bj_staff", "advisory", "research_reviewers", "RES", "Art 9", ["research_head"]),
+        ("research_staff", "advisory", "research_head", "RES", "Art 14", ["research_head"]),
+        ("research_staff", "notice", "research_head", "RES", "Art 14", ["research_head"]),
+        (
+            "bj_head",
+            "market",
+            "market_heads",
+            "MKT",
+            "Art 9",
+            ["admin"],
+        ),  # the only approver wrote it
+        ("research_head", "advisory", "market_heads", "MKT", "Art 14", ["admin"]),
+    ],
+)
 def test_submission_routes_by_article(author, category, route, unit_code, article, approvers, user):
     message = make_message(author=author, category=category, submit=True)
     assert message.status == "pending"
-    assert (message.route, message.route_unit_id, message.route_article) == (route, unit(unit_code).id, article)
+    assert (message.route, message.route_unit_id, message.route_article) == (
+        route,
+        unit(unit_code).id,
+        article,
+    )
     assert message.route_fallback == (route == "market_heads")
     for username in approvers:
         assert svc.can_decide(user(username), message)
-        assert message.id in [m.id for m in db.session.execute(svc.inbox_query(user(username))).scalars()]
+        assert message.id in [
+            m.id for m in db.session.execute(svc.inbox_query(user(username))).scalars()
+        ]
     assert not svc.can_decide(user(author), message)
     [row] = message.approvals
     assert (row.decision, row.route_article) == ("submit", article)
-    assert db.session.execute(select(AuditLog).where(AuditLog.action == "message.submitted",
-                                                     AuditLog.target_id == str(message.id))).scalar_one()
+    assert db.session.execute(
+        select(AuditLog).where(
+            AuditLog.action == "message.submitted", AuditLog.target_id == str(message.id)
+        )
+    ).scalar_one()
 
 
 def test_branch_advisory_lands_with_research_not_the_branch_head(user):
@@ -140,7 +165,9 @@ def test_reject_returns_the_message_and_resubmission_routes_again(user):
     db.session.commit()
     assert message.status == "rejected"
     assert message.approvals[-1].comment == "请补充风险提示"
-    svc.update(message.id, user("bj_staff"), _draft(body="本周市场回顾,投资有风险"), message.version)
+    svc.update(
+        message.id, user("bj_staff"), _draft(body="本周市场回顾,投资有风险"), message.version
+    )
     db.session.commit()
     assert message.status == "draft" and message.version == 2
     svc.submit(message.id, user("bj_staff"), 2)
@@ -157,12 +184,29 @@ def test_edit_after_approval_voids_it_and_routes_again(user):
     svc.update(message.id, user("bj_staff"), _draft(body="改过的市场回顾"), opened)
     db.session.commit()
     assert message.status == "pending" and message.version == opened + 1
-    assert message.approved_at is None and message.approved_by_id is None and message.approved_version is None
+    assert (
+        message.approved_at is None
+        and message.approved_by_id is None
+        and message.approved_version is None
+    )
     assert [a.decision for a in message.approvals] == ["submit", "approve", "void", "submit"]
-    actions = db.session.execute(select(AuditLog.action).where(AuditLog.target_type == "messages",
-                                 AuditLog.target_id == str(message.id)).order_by(AuditLog.id)).scalars().all()
-    assert actions == ["message.created", "message.submitted", "message.approved", "message.edited",
-                       "message.approval_voided", "message.submitted"]
+    actions = (
+        db.session.execute(
+            select(AuditLog.action)
+            .where(AuditLog.target_type == "messages", AuditLog.target_id == str(message.id))
+            .order_by(AuditLog.id)
+        )
+        .scalars()
+        .all()
+    )
+    assert actions == [
+        "message.created",
+        "message.submitted",
+        "message.approved",
+        "message.edited",
+        "message.approval_voided",
+        "message.submitted",
+    ]
     # The approver's page still shows the old version: approving it is refused.
     with pytest.raises(Conflict):
         svc.approve(message.id, user("bj_head"), opened)
@@ -195,16 +239,22 @@ def test_content_rule_blocks_submission_and_names_the_rule(user):
 
 
 def test_warnings_travel_to_the_approver(user):
-    message = make_message(author="bj_staff", category="notice", body="本月理财产品收益率说明会", submit=True)
+    message = make_message(
+        author="bj_staff", category="notice", body="本月理财产品收益率说明会", submit=True
+    )
     warnings = svc.warnings_of(message)
     assert [w["found"] for w in warnings] == ["收益率"]
     assert warnings[0]["label"].startswith("咨询用语")
 
 
 def test_rules_run_again_on_approval(user):
-    message = make_message(author="bj_staff", category="market", body="本周推荐关注新能源板块", submit=True)
-    rules.create_rule({"pattern": "新能源", "kind": "other", "action": "block", "note": "临时禁用词"},
-                      actor=user("admin"))
+    message = make_message(
+        author="bj_staff", category="market", body="本周推荐关注新能源板块", submit=True
+    )
+    rules.create_rule(
+        {"pattern": "新能源", "kind": "other", "action": "block", "note": "临时禁用词"},
+        actor=user("admin"),
+    )
     db.session.commit()
     with pytest.raises(ValidationError) as err:
         svc.approve(message.id, user("bj_head"), message.version)
@@ -234,9 +284,10 @@ def test_bad_input_changes_nothing(user):
 def test_empty_audience_refuses_submission(user):
     staff = user("bj_staff")
     nobody = make_message(author=staff, audience={"kind": "customers"})
-    refused_only = make_message(author=staff, audience={"kind": "customers",
-                                                        "branches": [unit("BJ01").id],
-                                                        "risk_levels": ["C5"]})
+    refused_only = make_message(
+        author=staff,
+        audience={"kind": "customers", "branches": [unit("BJ01").id], "risk_levels": ["C5"]},
+    )
     before = _counts()
     for message in (nobody, refused_only):
         with pytest.raises(ValidationError):

@@ -22,27 +22,46 @@ STAFF = 999  # an author who approves nothing
 def test_art_8_hq_department_goes_to_its_heads():
     r = route(HQ_OPS, "notice", STAFF, DIRECTORY)
     assert (r.group, r.unit_id, r.article, r.approver_ids, r.fallback) == (
-        "unit_heads", 20, "Art 8", (201,), False)
+        "unit_heads",
+        20,
+        "Art 8",
+        (201,),
+        False,
+    )
 
 
 @pytest.mark.parametrize("category", ["notice", "market", "account", "internal"])
 def test_art_9_branch_messages_go_to_the_branch_heads(category):
     r = route(BRANCH, category, STAFF, DIRECTORY)
-    assert (r.group, r.unit_id, r.article, r.approver_ids) == ("unit_heads", 10, "Art 9", (101, 102))
+    assert (r.group, r.unit_id, r.article, r.approver_ids) == (
+        "unit_heads",
+        10,
+        "Art 9",
+        (101, 102),
+    )
     assert r.permission == "message.approve"
 
 
 def test_art_9_branch_advisory_goes_to_research_reviewers():
     r = route(BRANCH, "advisory", STAFF, DIRECTORY)
     assert (r.group, r.unit_id, r.article, r.approver_ids) == (
-        "research_reviewers", 30, "Art 9", (301, 302))
+        "research_reviewers",
+        30,
+        "Art 9",
+        (301, 302),
+    )
     assert r.permission == "message.review_advisory"
 
 
 @pytest.mark.parametrize("category", ["notice", "market", "advisory", "internal"])
 def test_art_14_research_messages_go_to_the_research_head(category):
     r = route(RESEARCH, category, STAFF, DIRECTORY)
-    assert (r.group, r.unit_id, r.article, r.approver_ids) == ("research_head", 30, "Art 14", (301,))
+    assert (r.group, r.unit_id, r.article, r.approver_ids) == (
+        "research_head",
+        30,
+        "Art 14",
+        (301,),
+    )
 
 
 def test_art_14_advisory_product_issue_goes_to_the_research_head_from_anywhere():
@@ -60,9 +79,19 @@ def test_the_author_is_left_out_of_the_group():
 def test_only_approver_as_author_falls_back_to_the_market_head():
     r = route(OTHER_BRANCH, "notice", 111, DIRECTORY)
     assert (r.group, r.unit_id, r.approver_ids, r.fallback, r.article) == (
-        "market_heads", 40, (401,), True, "Art 9")
+        "market_heads",
+        40,
+        (401,),
+        True,
+        "Art 9",
+    )
     r = route(RESEARCH, "advisory", 301, DIRECTORY)
-    assert (r.group, r.approver_ids, r.fallback, r.article) == ("market_heads", (401,), True, "Art 14")
+    assert (r.group, r.approver_ids, r.fallback, r.article) == (
+        "market_heads",
+        (401,),
+        True,
+        "Art 14",
+    )
     r = route(HQ_OPS, "notice", 201, DIRECTORY)
     assert (r.group, r.fallback, r.article) == ("market_heads", True, "Art 8")
 

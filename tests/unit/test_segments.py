@@ -35,8 +35,13 @@ def test_characters_outside_the_bmp_take_two_units():
 
 
 def test_signature_is_prefixed_and_counted():
-    info = measure("a" * 60, commercial=False, opt_out_line="回T退订", signature="【和兴证券】",
-                   longest_branch="")
+    info = measure(
+        "a" * 60,
+        commercial=False,
+        opt_out_line="回T退订",
+        signature="【和兴证券】",
+        longest_branch="",
+    )
     assert info.text.startswith("【和兴证券】")
     assert info.encoding == "UCS-2"  # the signature is Chinese
     assert info.chars == 66 and info.segments == 1 and info.remaining == 4
@@ -44,31 +49,45 @@ def test_signature_is_prefixed_and_counted():
 
 def test_opt_out_line_only_for_commercial_categories():
     body = "中" * 60
-    notice = measure(body, commercial=False, opt_out_line="回T退订", signature="【和兴证券】",
-                     longest_branch="")
-    market = measure(body, commercial=True, opt_out_line="回T退订", signature="【和兴证券】",
-                     longest_branch="")
+    notice = measure(
+        body, commercial=False, opt_out_line="回T退订", signature="【和兴证券】", longest_branch=""
+    )
+    market = measure(
+        body, commercial=True, opt_out_line="回T退订", signature="【和兴证券】", longest_branch=""
+    )
     assert not notice.text.endswith("回T退订") and notice.segments == 1
     assert market.text.endswith("回T退订") and market.chars == 70 and market.segments == 1
-    longer = measure(body + "中", commercial=True, opt_out_line="回T退订", signature="【和兴证券】",
-                     longest_branch="")
+    longer = measure(
+        body + "中",
+        commercial=True,
+        opt_out_line="回T退订",
+        signature="【和兴证券】",
+        longest_branch="",
+    )
     assert longer.segments == 2
 
 
 def test_placeholders_count_at_their_longest():
-    info = measure("{name}您好,{branch}提醒您", commercial=False, opt_out_line="",
-                   signature="【和兴证券】", longest_branch="北京朝阳门外大街营业部")
+    info = measure(
+        "{name}您好,{branch}提醒您",
+        commercial=False,
+        opt_out_line="",
+        signature="【和兴证券】",
+        longest_branch="北京朝阳门外大街营业部",
+    )
     assert "{name}" not in info.text and "北京朝阳门外大街营业部" in info.text
     assert info.chars == 6 + segments.NAME_MAX_CHARS + 3 + 11 + 3
     assert info.unknown_placeholders == ()
-    assert measure("{foo}", commercial=False, opt_out_line="", signature="",
-                   longest_branch="").unknown_placeholders == ("foo",)
+    assert measure(
+        "{foo}", commercial=False, opt_out_line="", signature="", longest_branch=""
+    ).unknown_placeholders == ("foo",)
 
 
 @pytest.mark.parametrize("n,expected", [(64, 1), (65, 2), (128, 2), (129, 3), (664, 10), (665, 11)])
 def test_segment_boundaries_with_the_signature(n, expected):
-    info = measure("中" * n, commercial=False, opt_out_line="", signature="【和兴证券】",
-                   longest_branch="")
+    info = measure(
+        "中" * n, commercial=False, opt_out_line="", signature="【和兴证券】", longest_branch=""
+    )
     assert info.segments == expected
     assert info.over_limit == (expected > segments.MAX_SEGMENTS)
 

@@ -55,8 +55,13 @@ def test_anonymous_users_are_sent_to_login(client, method, url, _needs):
 
 
 def _draft_form(**overrides):
-    data = {"title": "周报", "body": "本周市场回顾", "category": "market",
-            "branches": [str(unit("BJ01").id)], "action": "save"}
+    data = {
+        "title": "周报",
+        "body": "本周市场回顾",
+        "category": "market",
+        "branches": [str(unit("BJ01").id)],
+        "action": "save",
+    }
     data.update(overrides)
     return data
 
@@ -92,16 +97,20 @@ def test_forged_category_is_refused_and_nothing_is_saved(client, login_as, custo
     assert _message_count() == before
 
 
-@pytest.mark.parametrize("overrides,status,text", [
-    ({"body": "中" * 700}, 422, "10"),
-    ({"schedule_at": "2020-01-01T09:00"}, 422, ""),
-    ({"schedule_at": "tomorrow"}, 422, ""),
-    ({"body": "独家内幕消息", "action": "submit"}, 422, "内幕信息"),
-    ({"branches": [], "action": "submit"}, 422, ""),
-    ({"branches": ["999999"]}, 422, ""),
-])
-def test_bad_input_rerenders_the_form_and_changes_nothing(client, login_as, customers, overrides,
-                                                          status, text):
+@pytest.mark.parametrize(
+    "overrides,status,text",
+    [
+        ({"body": "中" * 700}, 422, "10"),
+        ({"schedule_at": "2020-01-01T09:00"}, 422, ""),
+        ({"schedule_at": "tomorrow"}, 422, ""),
+        ({"body": "独家内幕消息", "action": "submit"}, 422, "内幕信息"),
+        ({"branches": [], "action": "submit"}, 422, ""),
+        ({"branches": ["999999"]}, 422, ""),
+    ],
+)
+def test_bad_input_rerenders_the_form_and_changes_nothing(
+    client, login_as, customers, overrides, status, text
+):
     login_as("bj_staff")
     before = _message_count()
     response = client.post("/messages/new", _draft_form(**overrides))
@@ -125,40 +134,51 @@ def test_live_counters_count_segments_as_one_types(client, login_as):
     assert "<html" not in html and 'id="draft-counters"' in html
     assert re.search(r'id="count-chars">8<', html)  # 【和兴证券】 + 你好
     assert re.search(r'id="count-segments"[^>]*>1<', html)
-    long = client.post("/messages/counters", {"body": "中" * 70, "category": "market",
-                                              "preview_counts": '{"china_mobile": 100}'}, htmx=True)
+    long = client.post(
+        "/messages/counters",
+        {"body": "中" * 70, "category": "market", "preview_counts": '{"china_mobile": 100}'},
+        htmx=True,
+    )
     html = long.get_data(as_text=True)
     assert re.search(r'id="count-segments"[^>]*>2<', html) and "回T退订" in html
     assert 'id="count-recipients">100<' in html and "¥10.00" in html  # 2 × 100 × 0.05
-    blocked = client.post("/messages/counters", {"body": "访问 t.cn/x", "category": "notice"},
-                          htmx=True).get_data(as_text=True)
+    blocked = client.post(
+        "/messages/counters", {"body": "访问 t.cn/x", "category": "notice"}, htmx=True
+    ).get_data(as_text=True)
     assert "rule-block" in blocked and "t.cn" in blocked
 
 
 def test_live_preview_counts_and_nudges_the_counters(client, login_as, customers):
     login_as("bj_staff")
-    response = client.post("/messages/preview", {"category": "market", "branches": [str(unit("BJ01").id)]},
-                           htmx=True)
+    response = client.post(
+        "/messages/preview", {"category": "market", "branches": [str(unit("BJ01").id)]}, htmx=True
+    )
     html = response.get_data(as_text=True)
     assert "<html" not in html and 'id="preview-eligible">2<' in html
     assert 'data-reason="refused"><td>' in html
     assert response.headers["HX-Trigger-After-Swap"] == "audience-previewed"
-    forged = client.post("/messages/preview", {"category": "market", "branches": [str(unit("SH01").id)]},
-                         htmx=True)
+    forged = client.post(
+        "/messages/preview", {"category": "market", "branches": [str(unit("SH01").id)]}, htmx=True
+    )
     assert "flash-error" in forged.get_data(as_text=True)
 
 
 def test_list_serves_page_and_partial(client, login_as, customers):
     make_message(author="bj_staff", title="北京草稿")
-    make_message(author="sh_staff", title="上海草稿", audience={"kind": "customers",
-                                                             "branches": [unit("SH01").id]})
+    make_message(
+        author="sh_staff",
+        title="上海草稿",
+        audience={"kind": "customers", "branches": [unit("SH01").id]},
+    )
     login_as("bj_head")
     page = client.get("/messages/")
     html = page.get_data(as_text=True)
     assert "<html" in html and "北京草稿" in html and "上海草稿" not in html
     assert "HX-Request" in page.headers["Vary"]
     fragment = client.get("/messages/?mine=1", htmx=True).get_data(as_text=True)
-    assert "<html" not in fragment and 'id="message-list"' in fragment and "北京草稿" not in fragment
+    assert (
+        "<html" not in fragment and 'id="message-list"' in fragment and "北京草稿" not in fragment
+    )
     login_as("admin")
     assert "上海草稿" in client.get("/messages/").get_data(as_text=True)  # sees every unit
 
@@ -179,7 +199,9 @@ def test_message_page_scope_and_audience_partial(client, login_as, customers):
 def test_only_the_author_edits(client, login_as, customers):
     message = make_message(author="bj_staff")
     login_as("bj_head")
-    response = client.post(f"/messages/{message.id}/edit", _draft_form(body="上司改的", version="1"))
+    response = client.post(
+        f"/messages/{message.id}/edit", _draft_form(body="上司改的", version="1")
+    )
     assert response.status_code == 403
     assert db.session.get(Message, message.id).body != "上司改的"
 
@@ -193,7 +215,9 @@ def test_edit_after_approval_through_the_form(client, login_as, customers, user)
     login_as("bj_staff")
     form = client.get(f"/messages/{message.id}/edit").get_data(as_text=True)
     assert '<p class="notice">' in form and 'name="version" value="1"' in form
-    response = client.post(f"/messages/{message.id}/edit", _draft_form(body="修改后的内容", version="1"))
+    response = client.post(
+        f"/messages/{message.id}/edit", _draft_form(body="修改后的内容", version="1")
+    )
     assert response.status_code == 302
     db.session.expire_all()
     message = db.session.get(Message, message.id)
@@ -207,7 +231,9 @@ def test_inbox_approves_in_place_with_htmx(client, login_as, customers):
     login_as("bj_head")
     inbox = client.get("/inbox/").get_data(as_text=True)
     assert f'id="inbox-item-{message.id}"' in inbox and 'id="badge-inbox-list_pending">1<' in inbox
-    response = client.post(f"/inbox/{message.id}/approve", {"version": "1", "comment": "同意"}, htmx=True)
+    response = client.post(
+        f"/inbox/{message.id}/approve", {"version": "1", "comment": "同意"}, htmx=True
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "<html" not in html
     assert f'id="inbox-item-{message.id}"' in html and "decision-done" in html
@@ -224,9 +250,13 @@ def test_inbox_without_htmx_redirects_and_refusals(client, login_as, customers):
     login_as("bj_head")
     stale = client.post(f"/inbox/{message.id}/approve", {"version": "7"}, htmx=True)
     assert stale.status_code == 409
-    no_reason = client.post(f"/inbox/{message.id}/reject", {"version": "1", "comment": ""}, htmx=True)
+    no_reason = client.post(
+        f"/inbox/{message.id}/reject", {"version": "1", "comment": ""}, htmx=True
+    )
     assert no_reason.status_code == 422
-    response = client.post(f"/inbox/{message.id}/reject", {"version": "1", "comment": "补充风险提示"})
+    response = client.post(
+        f"/inbox/{message.id}/reject", {"version": "1", "comment": "补充风险提示"}
+    )
     assert response.status_code == 302 and response.headers["Location"].endswith("/inbox/")
     assert db.session.get(Message, message.id).status == "rejected"
 
@@ -242,17 +272,25 @@ def test_advisory_goes_to_research_inbox_not_the_branch_head(client, login_as, c
 
 def test_upload_with_bad_lines_needs_confirmation(client, login_as, customers):
     login_as("bj_staff")
-    data = {"upload_kind": "mobile",
-            "upload_file": (io.BytesIO(f"{customers[0].mobile}\nnot-a-number\n".encode()), "list.csv")}
+    data = {
+        "upload_kind": "mobile",
+        "upload_file": (io.BytesIO(f"{customers[0].mobile}\nnot-a-number\n".encode()), "list.csv"),
+    }
     response = client.post("/messages/uploads", data, htmx=True, content_type="multipart/form-data")
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "<html" not in html and 'id="confirm-upload"' in html
     assert 'name="upload_id"' not in html  # not usable until confirmed
     upload_id = int(re.search(r"/uploads/(\d+)/confirm", html).group(1))
-    confirmed = client.post(f"/messages/uploads/{upload_id}/confirm", {}, htmx=True).get_data(as_text=True)
+    confirmed = client.post(f"/messages/uploads/{upload_id}/confirm", {}, htmx=True).get_data(
+        as_text=True
+    )
     assert f'name="upload_id" value="{upload_id}"' in confirmed
-    empty = client.post("/messages/uploads", {"upload_kind": "mobile", "upload_file": (io.BytesIO(b"x\n"), "x.csv")},
-                        htmx=True, content_type="multipart/form-data")
+    empty = client.post(
+        "/messages/uploads",
+        {"upload_kind": "mobile", "upload_file": (io.BytesIO(b"x\n"), "x.csv")},
+        htmx=True,
+        content_type="multipart/form-data",
+    )
     assert empty.status_code == 422
     login_as("sh_staff")
     assert client.post(f"/messages/uploads/{upload_id}/confirm", {}).status_code == 404
@@ -261,14 +299,30 @@ def test_upload_with_bad_lines_needs_confirmation(client, login_as, customers):
 def test_rules_admin_adds_toggles_and_refuses_bad_patterns(client, login_as):
     login_as("admin")
     before = db.session.execute(select(func.count()).select_from(ContentRule)).scalar()
-    bad = client.post("/rules/", {"pattern": "(unclosed", "is_regex": "1", "kind": "other",
-                                  "action": "block", "note": "坏的"})
+    bad = client.post(
+        "/rules/",
+        {
+            "pattern": "(unclosed",
+            "is_regex": "1",
+            "kind": "other",
+            "action": "block",
+            "note": "坏的",
+        },
+    )
     assert bad.status_code == 422
-    assert client.post("/rules/", {"pattern": ".*", "is_regex": "1", "kind": "other",
-                                   "action": "block"}).status_code == 422  # matches everything
+    assert (
+        client.post(
+            "/rules/", {"pattern": ".*", "is_regex": "1", "kind": "other", "action": "block"}
+        ).status_code
+        == 422
+    )  # matches everything
     assert db.session.execute(select(func.count()).select_from(ContentRule)).scalar() == before
-    assert client.post("/rules/", {"pattern": "荐股", "kind": "illegal", "action": "block",
-                                   "note": "荐股"}).status_code == 302
+    assert (
+        client.post(
+            "/rules/", {"pattern": "荐股", "kind": "illegal", "action": "block", "note": "荐股"}
+        ).status_code
+        == 302
+    )
     rule = db.session.execute(select(ContentRule).where(ContentRule.pattern == "荐股")).scalar_one()
     row = client.post(f"/rules/{rule.id}/active", {"active": "0"}, htmx=True).get_data(as_text=True)
     assert "<html" not in row and f'id="rule-{rule.id}"' in row
@@ -280,9 +334,16 @@ def test_rules_admin_adds_toggles_and_refuses_bad_patterns(client, login_as):
 
 def test_settings_page_saves_and_refuses_bad_values(client, login_as):
     login_as("admin")
-    form = {"cap_market_day": "3", "cap_market_week": "6", "quiet_start": "22:00", "quiet_end": "07:30",
-            "rate_default": "0.06", "rate_china_mobile": "0.045", "opt_out_line": "回TD退订",
-            "link_domains": "hxzq.com.cn\nhxzq.cn"}
+    form = {
+        "cap_market_day": "3",
+        "cap_market_week": "6",
+        "quiet_start": "22:00",
+        "quiet_end": "07:30",
+        "rate_default": "0.06",
+        "rate_china_mobile": "0.045",
+        "opt_out_line": "回TD退订",
+        "link_domains": "hxzq.com.cn\nhxzq.cn",
+    }
     assert client.post("/rules/settings", form).status_code == 302
     assert message_settings.cap_for("market") == message_settings.Cap(3, 6)
     assert message_settings.cap_for("advisory") is None  # left empty: exempt
