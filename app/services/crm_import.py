@@ -1068,6 +1068,8 @@ def mark_failed(run_id: int, code: str, params: dict | None = None) -> ImportRun
     run.error_params = json.dumps(params, ensure_ascii=False)
     run.error_message = FATAL_ERRORS[code] % params if code in FATAL_ERRORS else code
     run.finished_at = utcnow()
+    if run.source == "upload" and run.path:  # nobody will import this upload any more
+        Path(run.path).unlink(missing_ok=True)
     audit.record(
         "crm_import.failed",
         actor=run.started_by,
@@ -1085,7 +1087,7 @@ def _execute(run: ImportRun, source, staging: Staging, progress: Progress) -> No
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
         # Sorts and hash joins over a million staged rows stay in memory instead of
         # spilling to disk (this transaction only).
-        conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
+        conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
     else:
         # A larger page cache keeps a million-row apply from spilling mid-transaction.
         conn.exec_driver_sql("PRAGMA cache_size = -65536")

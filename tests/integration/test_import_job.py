@@ -69,6 +69,7 @@ def test_a_run_whose_job_vanished_is_marked_failed(app, db_backend, tmp_path, re
     run = import_jobs.refresh(run)
     assert (run.status, run.error_code) == ("failed", "stopped")
     assert "no customer data was changed" in run.error_message
+    assert not path.exists()  # the uploaded copy is not kept for a run that cannot go on
 
 
 @pytest.fixture
