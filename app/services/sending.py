@@ -316,7 +316,20 @@ class _Row:
     carrier: str
 
 
-def _claim(batch_id: int, token: str, now: datetime) -> SendBatch | None:
+@dataclass(frozen=True)
+class _Claim:
+    """What a worker needs of the batch it claimed, as plain values: ORM objects would be
+    reloaded after every commit."""
+
+    id: int
+    message_id: int
+    batch_no: int
+    first_id: int
+    last_id: int
+    token: str
+
+
+def _claim(batch_id: int, token: str, now: datetime) -> _Claim | None:
     """Claim a batch for this worker: a queued one that is due, or one whose owner let its
     lease run out (then its in-flight recipients become unknown). Commits."""
     lease = timedelta(seconds=current_app.config["SEND_LEASE_SECONDS"])
@@ -341,9 +354,9 @@ def _claim(batch_id: int, token: str, now: datetime) -> SendBatch | None:
         return None
     if stale:
         _lose_inflight(batch, now)
+    claim = _Claim(batch.id, batch.message_id, batch.batch_no, batch.first_id, batch.last_id, token)
     db.session.commit()
-    db.session.refresh(batch)
-    return batch
+    return claim
 
 
 def _lose_inflight(batch: SendBatch, now: datetime) -> int:
@@ -376,20 +389,34 @@ def _owns(batch_id: int, token: str, **values) -> bool:
     ).rowcount == 1
 
 
-def _next_chunk(batch: SendBatch, after_id: int, limit: int) -> list[_Row]:
-    rows = db.session.execute(text("""
-        SELECT r.id, r.mobile, COALESCE(c.name, us.display_name, '') AS name,
-               COALESCE(un.name, '') AS branch, COALESCE(c.carrier, '') AS carrier
-        FROM recipients r
-        LEFT JOIN customers c ON c.id = r.customer_id
-        LEFT JOIN users us ON us.id = r.user_id
-        LEFT JOIN units un ON un.id = r.unit_id
-        WHERE r.message_id = :m AND r.status = 'queued' AND r.batch_no = :bn
-          AND r.id > :after AND r.id <= :last
-        ORDER BY r.id
-        LIMIT :limit
-    """), {"m": batch.message_id, "bn": batch.batch_no, "after": after_id,
-           "last": batch.last_id, "limit": limit}).all()
+_CHUNK_PERSONAL = text("""
+    SELECT r.id, r.mobile, COALESCE(c.name, us.display_name, '') AS name,
+           COALESCE(un.name, '') AS branch, COALESCE(c.carrier, '') AS carrier
+    FROM recipients r
+    LEFT JOIN customers c ON c.id = r.customer_id
+    LEFT JOIN users us ON us.id = r.user_id
+    LEFT JOIN units un ON un.id = r.unit_id
+    WHERE r.message_id = :m AND r.status = 'queued' AND r.batch_no = :bn
+      AND r.id > :after AND r.id <= :last
+    ORDER BY r.id
+    LIMIT :limit
+""")
+_CHUNK_PLAIN = text("""
+    SELECT r.id, r.mobile, '' AS name, '' AS branch, '' AS carrier
+    FROM recipients r
+    WHERE r.message_id = :m AND r.status = 'queued' AND r.batch_no = :bn
+      AND r.id > :after AND r.id <= :last
+    ORDER BY r.id
+    LIMIT :limit
+""")
+
+
+def _next_chunk(batch, after_id: int, limit: int, personal: bool = True) -> list[_Row]:
+    """The next queued recipients of the batch; with the names and carrier only when the
+    text has placeholders (otherwise segments and cost are those set at build time)."""
+    rows = db.session.execute(_CHUNK_PERSONAL if personal else _CHUNK_PLAIN, {
+        "m": batch.message_id, "bn": batch.batch_no, "after": after_id,
+        "last": batch.last_id, "limit": limit}).all()
     return [_Row(*row) for row in rows]
 
 
@@ -430,6 +457,10 @@ def _reserve(limiter: RateLimiter, n: int, batch_id: int, token: str) -> Reserva
     return reservation
 
 
+def _submit_lane(gateway, messages: list[Outgoing], slots: list[float]) -> list[SubmitResult]:
+    return [_submit_at(gateway, sms, at) for sms, at in zip(messages, slots, strict=True)]
+
+
 def _submit_at(gateway, sms: Outgoing, at: float) -> SubmitResult:
     pause = at - _time.monotonic()
     if pause > 0:
@@ -442,37 +473,52 @@ def _submit_at(gateway, sms: Outgoing, at: float) -> SubmitResult:
         return SubmitResult.unknown(f"gateway error: {exc!r}"[:200])
 
 
-_RESULT_SQL = {
-    "accepted": (
-        "UPDATE recipients SET status = CASE WHEN status IN ('queued', 'unknown') "
-        "THEN 'submitted' ELSE status END, submitted_at = COALESCE(submitted_at, :now), "
-        "gateway_ref = :ref, reason = '', attempts = attempts + 1, segments = :seg, cost = :cost "
-        "WHERE id = :id AND message_id = :m AND batch_no = :bn"
-    ),
-    "permanent": (
-        "UPDATE recipients SET status = CASE WHEN status IN ('queued', 'unknown') "
-        "THEN 'failed' ELSE status END, reason = :reason, finished_at = :now, "
-        "attempts = attempts + 1 WHERE id = :id AND message_id = :m AND batch_no = :bn"
-    ),
-    "unknown": (
-        "UPDATE recipients SET status = CASE WHEN status = 'queued' THEN 'unknown' ELSE status END, "
-        "reason = :reason, finished_at = :now, attempts = attempts + 1, segments = :seg, "
-        "cost = :cost WHERE id = :id AND message_id = :m AND batch_no = :bn"
-    ),
-    "transient": (
-        "UPDATE recipients SET attempts = attempts + 1, reason = :reason, "
-        "status = CASE WHEN attempts + 1 >= :max THEN 'failed' ELSE status END, "
-        "finished_at = CASE WHEN attempts + 1 >= :max THEN :now ELSE finished_at END "
-        "WHERE id = :id AND message_id = :m AND batch_no = :bn AND status = 'queued'"
-    ),
+# What each kind of answer does to a recipient. Values marked {ref} {reason} {seg} {cost}
+# differ per row; they are bound per row (SQLite, executemany) or picked from arrays by
+# the row's position (PostgreSQL: one UPDATE per chunk).
+_RESULT_SET = {
+    "accepted": ("status = CASE WHEN status IN ('queued', 'unknown') THEN 'submitted' ELSE status END, "
+                 "submitted_at = COALESCE(submitted_at, :now), reason = '', attempts = attempts + 1"),
+    "permanent": ("status = CASE WHEN status IN ('queued', 'unknown') THEN 'failed' ELSE status END, "
+                  "reason = {reason}, finished_at = :now, attempts = attempts + 1"),
+    "unknown": ("status = CASE WHEN status = 'queued' THEN 'unknown' ELSE status END, "
+                "reason = {reason}, finished_at = :now, attempts = attempts + 1"),
+    "transient": ("attempts = attempts + 1, reason = {reason}, "
+                  "status = CASE WHEN attempts + 1 >= :max THEN 'failed' ELSE status END, "
+                  "finished_at = CASE WHEN attempts + 1 >= :max THEN :now ELSE finished_at END"),
 }
+_RESULT_WHERE = {"transient": " AND status = 'queued'"}
+_ARRAY_TYPES = {"ref": "text", "reason": "text", "seg": "integer", "cost": "numeric"}
+_result_cache: dict = {}
 
 
-_RESULT_STMTS = {
-    kind: text(sql).bindparams(bindparam("cost", type_=Numeric(12, 4)))
-    if ":cost" in sql else text(sql)
-    for kind, sql in _RESULT_SQL.items()
-}
+def _result_statement(kind: str, with_ref: bool, personal: bool, pg: bool):
+    """The UPDATE for one kind of answer; only the columns that vary are bound per row.
+    On PostgreSQL the rows are found by primary key only: a message just built is not in
+    the planner's statistics yet, and a condition on message_id could make it scan all of
+    the message's rows."""
+    key = (kind, with_ref, personal, pg)
+    if key in _result_cache:
+        return _result_cache[key]
+    sets = _RESULT_SET[kind]
+    if with_ref and kind == "accepted":
+        sets += ", gateway_ref = {ref}"
+    if personal and kind in ("accepted", "unknown"):
+        sets += ", segments = {seg}, cost = {cost}"
+    if pg:
+        values = {name: f"(CAST(:{name}s AS {t}[]))[array_position(CAST(:ids AS bigint[]), id)]"
+                  for name, t in _ARRAY_TYPES.items()}
+        where = "id = ANY(CAST(:ids AS bigint[]))"
+    else:
+        values = {name: f":{name}" for name in _ARRAY_TYPES}
+        where = "id = :id"
+    sql = (f"UPDATE recipients SET {sets.format(**values)} "
+           f"WHERE {where} AND batch_no = :bn{_RESULT_WHERE.get(kind, '')}")
+    stmt = text(sql)
+    if not pg and "{cost}" in sets:
+        stmt = stmt.bindparams(bindparam("cost", type_=Numeric(12, 4)))
+    _result_cache[key] = stmt
+    return stmt
 
 
 def _personal_text(template: str, row: _Row, has_placeholders: bool) -> str:
@@ -484,17 +530,21 @@ def _personal_text(template: str, row: _Row, has_placeholders: bool) -> str:
 def send_batch(batch_id: int, *, gateway=None, limiter: RateLimiter | None = None) -> BatchReport:
     """Claim batch ``batch_id`` and submit its queued recipients (see the module doc).
 
-    Safe to call twice or concurrently: only the claim's winner sends. Returns what it did.
+    Two chunks overlap: while one chunk's requests are out, the results of the one before
+    are written. The in-flight mark therefore spans from the first recipient without a
+    recorded result to the last one handed to the gateway, and is committed before any
+    request of a chunk goes out. Safe to call twice or concurrently: only the claim's
+    winner sends. Returns what it did.
     """
     from app.redis_conn import get_redis
 
     cfg = current_app.config
-    token = uuid.uuid4().hex
-    batch = _claim(batch_id, token, utcnow())
-    if batch is None:
+    claim = _claim(batch_id, uuid.uuid4().hex, utcnow())
+    if claim is None:
         return BatchReport(batch_id, "not_claimed")
-    run = db.session.get(SendRun, batch.message_id)
-    message = db.session.get(Message, batch.message_id)
+    run = db.session.get(SendRun, claim.message_id)
+    template, sender = run.text, run.sender
+    urgent = bool(db.session.get(Message, claim.message_id).urgent)
     rate = int(cfg["SMS_MAX_RATE"] or 0)
     if limiter is None:
         limiter = RateLimiter(get_redis() if rate else None, rate)
@@ -502,70 +552,113 @@ def send_batch(batch_id: int, *, gateway=None, limiter: RateLimiter | None = Non
     gateway = gateway or get_gateway(cfg)
     quiet = message_settings.get("quiet_hours")
     rates = message_settings.get("rates")
-    has_placeholders = bool(segments.placeholders_in(run.text))
+    has_placeholders = bool(segments.placeholders_in(template))
     chunk = _chunk_size(cfg, limiter.rate)
     max_attempts = max(int(cfg["SEND_MAX_ATTEMPTS"]), 1)
+    db.session.commit()  # end the read transaction; nothing below reads the ORM objects
     counts: dict[str, int] = {}
-    cursor = batch.first_id - 1
+    cursor = claim.first_id - 1
     had_transient = False
-    pool = ThreadPoolExecutor(max(int(cfg["SEND_CONCURRENCY"]), 1))
+    stop: tuple[str, datetime | None] | None = None  # (outcome, not_before)
+    pending = None  # (rows, texts, futures) of the chunk whose answers are awaited
+    threads = max(int(cfg["SEND_CONCURRENCY"]), 1)
+    pool = ThreadPoolExecutor(threads)
     try:
         while True:
-            hold = message_settings.quiet_hold(utcnow(), message.urgent, quiet)
-            if hold is not None:
-                _release(batch, token, not_before=hold)
-                return BatchReport(batch_id, "held", counts)
-            rows = _next_chunk(batch, cursor, chunk)
-            if not rows:
+            rows: list[_Row] = []
+            if stop is None and not had_transient:
+                hold = message_settings.quiet_hold(utcnow(), urgent, quiet)
+                if hold is not None:
+                    stop = ("held", hold)
+                else:
+                    rows = _next_chunk(claim, cursor, chunk, has_placeholders)
+            reservation = None
+            if rows:
+                reservation = _reserve(limiter, len(rows), claim.id, claim.token)
+                if reservation is None:
+                    stop, rows = ("released", utcnow() + timedelta(seconds=30)), []
+            dispatched = None
+            if rows:
+                lo = pending[0][0].id if pending else rows[0].id
+                if not _owns(claim.id, claim.token, inflight_lo=lo, inflight_hi=rows[-1].id):
+                    db.session.rollback()
+                    stop, rows = ("lost_claim", None), []
+                else:
+                    db.session.commit()  # in flight is on record before anything goes out
+                    texts = [_personal_text(template, row, has_placeholders) for row in rows]
+                    outgoing = [Outgoing(row.id, row.mobile, body, sender)
+                                for row, body in zip(rows, texts, strict=True)]
+                    lanes = min(threads, len(outgoing))
+                    # One task per connection, each taking every lanes-th message in slot
+                    # order: a few futures per chunk instead of one per message.
+                    futures = [pool.submit(_submit_lane, gateway, outgoing[k::lanes],
+                                           [reservation.slot(i) for i in range(k, len(outgoing), lanes)])
+                               for k in range(lanes)]
+                    dispatched = (rows, texts, futures)
+                    cursor = rows[-1].id
+            if pending is not None:
+                lanes = [f.result() for f in pending[2]]
+                results = [lanes[i % len(lanes)][i // len(lanes)] for i in range(len(pending[0]))]
+                inflight = (rows[0].id, rows[-1].id) if dispatched else (None, None)
+                _record(claim, claim.token, pending[0], pending[1], results, rates, max_attempts,
+                        inflight=inflight, personal=has_placeholders)
+                gateway.flush()
+                for result in results:
+                    counts[result.kind] = counts.get(result.kind, 0) + 1
+                if any(r.kind == "transient" for r in results):
+                    had_transient = True  # the gateway is struggling: back off, keep attempts
+            pending = dispatched
+            if pending is None:
                 break
-            reservation = _reserve(limiter, len(rows), batch_id, token)
-            if reservation is None:
-                _release(batch, token, not_before=utcnow() + timedelta(seconds=30))
-                return BatchReport(batch_id, "released", counts)
-            if not _owns(batch_id, token, inflight_lo=rows[0].id, inflight_hi=rows[-1].id):
-                db.session.rollback()
-                return BatchReport(batch_id, "lost_claim", counts)
-            db.session.commit()  # in flight is on record before anything goes out
-            texts = [_personal_text(run.text, row, has_placeholders) for row in rows]
-            outgoing = [Outgoing(row.id, row.mobile, body, run.sender)
-                        for row, body in zip(rows, texts, strict=True)]
-            slots = [reservation.slot(i) for i in range(len(outgoing))]
-            results = list(pool.map(_submit_at, [gateway] * len(outgoing), outgoing, slots))
-            _record(batch, token, rows, texts, results, rates, max_attempts)
-            gateway.flush()
-            for result in results:
-                counts[result.kind] = counts.get(result.kind, 0) + 1
-            cursor = rows[-1].id
-            if any(r.kind == "transient" for r in results):
-                had_transient = True
-                break  # the gateway is struggling: back off instead of burning attempts
     finally:
         pool.shutdown(wait=True)
         if own_gateway:
             gateway.close()
-    return _finish_batch(batch, token, had_transient, counts)
+    if stop is not None:
+        outcome, not_before = stop
+        if outcome == "lost_claim":
+            return BatchReport(batch_id, outcome, counts)
+        _release(claim, claim.token, not_before=not_before)
+        return BatchReport(batch_id, outcome, counts)
+    return _finish_batch(claim, claim.token, had_transient, counts)
 
 
-def _record(batch: SendBatch, token: str, rows: list[_Row], texts: list[str],
-            results: list[SubmitResult], rates: dict, max_attempts: int) -> None:
-    """Write a chunk's results and clear the in-flight mark, in one transaction."""
+def _record(batch, token: str, rows: list[_Row], texts: list[str],
+            results: list[SubmitResult], rates: dict, max_attempts: int,
+            inflight: tuple[int | None, int | None] = (None, None), personal: bool = True) -> None:
+    """Write a chunk's results and move the in-flight mark on (to ``inflight``: the chunk
+    already handed to the gateway, if any), in one transaction. A personalised text has
+    its own length: its segments and cost are counted again here; otherwise those set at
+    build time stand."""
     now = utcnow()
-    grouped: dict[str, list[dict]] = {}
+    pg = db.session.get_bind().dialect.name == "postgresql"
+    grouped: dict[str, list] = {}
     for row, body, result in zip(rows, texts, results, strict=True):
-        segs = segments.count(body)[2]
-        cost = message_settings.rate_for(row.carrier, rates) * segs
-        grouped.setdefault(result.kind, []).append({
-            "id": row.id, "m": batch.message_id, "bn": batch.batch_no, "now": now,
-            "ref": result.reference[:64], "reason": result.reason[:200], "seg": segs,
-            "cost": cost, "max": max_attempts,
-        })
-    for kind, params in grouped.items():
-        db.session.execute(_RESULT_STMTS[kind], params)
-    _owns(batch.id, token, inflight_lo=None, inflight_hi=None)
+        grouped.setdefault(result.kind, []).append((row, body, result))
+    for kind, items in grouped.items():
+        with_ref = any(result.reference for _row, _body, result in items)
+        stmt = _result_statement(kind, with_ref, personal, pg)
+        per_row = []
+        for row, body, result in items:
+            values = {"id": row.id, "ref": result.reference[:64], "reason": result.reason[:200]}
+            if personal:
+                values["seg"] = segments.count(body)[2]
+                values["cost"] = message_settings.rate_for(row.carrier, rates) * values["seg"]
+            per_row.append(values)
+        common = {"bn": batch.batch_no, "now": now, "max": max_attempts}
+        if pg:
+            params = dict(common, ids=[v["id"] for v in per_row])
+            for name in ("ref", "reason", "seg", "cost"):
+                if f":{name}s" in stmt.text:
+                    params[f"{name}s"] = [v[name] for v in per_row]
+            db.session.execute(stmt, params)
+        else:
+            db.session.execute(stmt, [dict(common, **v) for v in per_row])
+    _owns(batch.id, token, inflight_lo=inflight[0], inflight_hi=inflight[1])
     db.session.commit()
 
 
-def _release(batch: SendBatch, token: str, *, not_before: datetime) -> None:
+def _release(batch, token: str, *, not_before: datetime) -> None:
     """Give the batch back to the queue, to be claimed again at ``not_before``."""
     now = utcnow()
     released = db.session.execute(
@@ -583,7 +676,7 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 300))
 
 
-def _finish_batch(batch: SendBatch, token: str, had_transient: bool, counts: dict) -> BatchReport:
+def _finish_batch(batch, token: str, had_transient: bool, counts: dict) -> BatchReport:
     left = db.session.execute(
         select(func.count(), func.max(Recipient.attempts)).where(
             Recipient.message_id == batch.message_id, Recipient.status == "queued",
