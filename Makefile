@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install translations lint bench-import bench-search bench-audience clean
+.PHONY: run test install translations lint bench-import bench-search bench-audience bench-send clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench-search: install translations
 ## (BENCH_DATABASE_URL, else TEST_DATABASE_URL, else the local test database); JSON out.
 bench-audience: install translations
 	$(BIN)/python scripts/bench_audience.py $(BENCH_ARGS)
+
+## make bench-send: recipients built per second at 1,000,000 customers (PostgreSQL), and our
+## send rate into Kannel's fake SMSC against Kannel's own (needs kannel, kannel-extras)
+bench-send: install translations
+	$(BIN)/python scripts/bench_send.py $(BENCH_ARGS)
 
 clean:
 	rm -rf instance/sms.db instance/redis.db* test-artifacts
