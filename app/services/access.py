@@ -43,9 +43,9 @@ from app.services.errors import Conflict, NotFound, NotInScope, PermissionDenied
 from app.services.handover import DeactivationCheck, awaiting_count, can_deactivate
 from app.timeutil import local_today, utcnow
 
-# The kinds a person can prepare today. "interface_user" waits for the API clients
-# area, which will execute it by creating an API client instead of a staff account.
-PREPARABLE_KINDS = ("new_account", "change", "deregister")
+# The kinds a person can prepare. "interface_user" is executed by the API clients
+# area, which creates an API client (and its system account) instead of a staff account.
+PREPARABLE_KINDS = ("new_account", "change", "deregister", "interface_user")
 # Roles never granted through this form: the API client role belongs to interface users.
 NOT_REQUESTABLE = {"api_client"}
 # The permission that makes a role see every unit's data; "all units" in the form.
@@ -298,9 +298,6 @@ def prepare(actor: User, *, kind: str, person_name: str = "", post: str = "",
         raise PermissionDenied()
     errors: dict[str, str] = {}
     if kind not in PREPARABLE_KINDS:
-        if kind == "interface_user":
-            raise ValidationError(_("Interface users are applied for together with API clients, "
-                                    "which are not available yet."))
         raise ValidationError(_("Choose the kind of application."))
 
     target: User | None = None
@@ -322,11 +319,12 @@ def prepare(actor: User, *, kind: str, person_name: str = "", post: str = "",
     person_name = (person_name or "").strip()
     post = (post or "").strip()
     username = (username or "").strip()
-    if kind == "new_account":
+    if kind in ("new_account", "interface_user"):  # an interface user's "name" is its system's
         if not person_name:
             errors["person_name"] = _("Enter the person's name.")
         elif len(person_name) > NAME_MAX:
             errors["person_name"] = _("The name is too long (at most %(n)s characters).", n=NAME_MAX)
+    if kind == "new_account":
         if not USERNAME_RE.match(username):
             errors["username"] = _("The username has 3 to 60 characters: letters, digits, '.', '_' "
                                    "or '-', starting with a letter.")
@@ -343,7 +341,11 @@ def prepare(actor: User, *, kind: str, person_name: str = "", post: str = "",
             errors["superior_id"] = _("The superior must be an active member of your unit.")
 
     chosen: list[Role] = []
-    if kind in KINDS_WITH_ROLES:
+    if kind == "interface_user":
+        # The one role of an interface user, given by execution (not requestable on the form).
+        chosen = list(db.session.execute(select(Role).where(Role.code == "api_client")).scalars())
+        data_scope = "unit"
+    elif kind in KINDS_WITH_ROLES:
         chosen, unknown = _roles_by_code(roles)
         if unknown:
             errors["roles"] = _("These roles cannot be applied for: %(codes)s.",
@@ -679,6 +681,14 @@ def execute(actor: User, request_id: int) -> ExecutionResult:
         # The session key carries the version: every open session of the user ends now.
         user.session_version = (user.session_version or 1) + 1
         req.late = today > req.effective_date
+    elif req.kind == "interface_user":
+        # the API clients area creates the client, its system account and its key;
+        # the key goes to the one-time screen in ``initial_password``, like a password.
+        from app.services.api_clients import create_client_for_request
+
+        client, password = create_client_for_request(req, actor)
+        user = client.user
+        added = ["api_client"]
     else:
         raise Conflict(_("Applications of this kind cannot be executed here."))
     req.status, req.executed_by_id, req.executed_at = "executed", actor.id, now

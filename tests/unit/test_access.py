@@ -372,9 +372,10 @@ def test_usernames_applied_for_are_reserved(app, db_backend, user):
         make_access_request(applicant="sh_staff", username="Reserved1")
 
 
-def test_interface_users_are_not_open_yet_and_roles_need_access_request(app, db_backend, user):
-    with pytest.raises(ValidationError, match="API"):
-        make_access_request(applicant="bj_staff", kind="interface_user")
+def test_interface_users_are_open_and_roles_need_access_request(app, db_backend, user):
+    req = make_access_request(applicant="bj_staff", kind="interface_user", person_name="资金清算系统",
+                              roles=["market_admin"])
+    assert (req.kind, req.roles, req.data_scope) == ("interface_user", ["api_client"], "unit")
     with pytest.raises(PermissionDenied):
         make_access_request(applicant="approver")
 
