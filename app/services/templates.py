@@ -33,7 +33,8 @@ from sqlalchemy import and_, func, or_, select
 from app.extensions import db
 from app.models import MessageTemplate, TemplateApproval, User
 from app.models.api import TEMPLATE_CATEGORIES, TEMPLATE_OPEN_STATUSES
-from app.services import audit, routing, rules, scope, segments
+from app.models.messages import COMMERCIAL_CATEGORIES
+from app.services import audit, message_settings, routing, rules, scope, segments
 from app.services import messages as message_service
 from app.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.timeutil import utcnow
@@ -84,6 +85,14 @@ def estimate(content: str, category: str) -> segments.SegmentInfo:
     ``{name}``/``{branch}`` at their longest (signature and opt-out line included)."""
     filled = segments.expand(content, {v: "字" * ESTIMATE_CHARS for v in variables_in(content)})
     return message_service.measure(filled, category)
+
+
+def final_text(template: MessageTemplate) -> str:
+    """The template as its messages go out: signature first, the opt-out line last for
+    commercial categories (R-49); placeholders unfilled."""
+    return segments.compose(template.content, commercial=template.category in COMMERCIAL_CATEGORIES,
+                            opt_out_line=message_settings.get("opt_out_line"),
+                            signature=message_settings.SIGNATURE)
 
 
 def _value_text(value) -> str | None:
