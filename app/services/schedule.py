@@ -51,6 +51,10 @@ DAILY_TASKS.append(DailyTask("consent_inquiry", "CONSENT_INQUIRY_TIME", "15:00",
 DAILY_TASKS.append(DailyTask("crm_import", "CRM_IMPORT_TIME", "06:30",
                              "app.jobs.imports.daily_import"))
 
+# REST API: Idempotency-Keys are kept for API_IDEMPOTENCY_HOURS, then forgotten.
+DAILY_TASKS.append(DailyTask("api_idempotency_purge", "API_PURGE_TIME", "03:20",
+                             "app.jobs.api.purge_idempotency_keys"))
+
 
 def _task_time(task: DailyTask) -> time:
     raw = current_app.config.get(task.config_key) or task.default_time
