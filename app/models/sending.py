@@ -180,7 +180,9 @@ class InboundReply(db.Model):
     text: Mapped[str] = mapped_column(Text, default="")
     intent: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(8))
-    outcome: Mapped[str] = mapped_column(String(200), default="")  # what was done, for people
+    # What was done, as a code: refused:<n>, agreed, agreed_already, agreed_for:<customer id>,
+    # unknown_number, shared_number, needs_person, handled (replies.outcome_label).
+    outcome: Mapped[str] = mapped_column(String(200), default="")
     unit_id: Mapped[int | None] = mapped_column(Integer)
     customer_id: Mapped[int | None] = mapped_column(Integer)  # when exactly one matched
     customers_matched: Mapped[int] = mapped_column(Integer, default=0)

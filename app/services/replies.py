@@ -141,21 +141,37 @@ def receive(*, gateway: str, mobile: str, text: str, to_number: str = "",
     if intent == "refuse" and match.customer_ids:
         changed = consent.refuse_by_mobile(number, channel="sms_reply", evidence=_evidence(reply))
         reply.status = "auto"
-        reply.outcome = f"refused: {changed} customer(s) changed"
+        reply.outcome = f"refused:{changed}"
     elif intent == "agree" and len(match.customer_ids) == 1:
         event = consent.agree_by_reply(match.customer_ids[0], evidence=_evidence(reply))
         reply.status = "auto"
-        reply.outcome = "agreed" if event is not None else "agreed already"
+        reply.outcome = "agreed" if event is not None else "agreed_already"
     else:
-        reply.outcome = ("unknown number" if not match.customer_ids
-                         else "number shared by several customers" if intent == "agree"
-                         else "needs a person")
+        reply.outcome = ("unknown_number" if not match.customer_ids
+                         else "shared_number" if intent == "agree"
+                         else "needs_person")
     db.session.flush()
     audit.record("reply.received", actor=None, target=reply,
                  details={"gateway": gateway, "mobile": scope.mask_mobile(number),
                           "intent": intent, "status": reply.status, "outcome": reply.outcome,
                           "customers": len(match.customer_ids)})
     return reply, True
+
+
+def outcome_label(outcome: str) -> str:
+    """What was done with a reply, as people read it (stored as a short code)."""
+    code, _sep, value = (outcome or "").partition(":")
+    labels = {
+        "refused": _("Refused: %(n)s customer(s) changed", n=value or 0),
+        "agreed": _("Agreed"),
+        "agreed_already": _("Had agreed already"),
+        "agreed_for": _("Agreed for customer #%(id)s", id=value),
+        "unknown_number": _("No customer has this number"),
+        "shared_number": _("Several customers share this number: choose who agreed"),
+        "needs_person": _("Needs a person"),
+        "handled": _("Handled, no change"),
+    }
+    return labels.get(code, outcome or "")
 
 
 # ------------------------------------------------------------------ the reply inbox
@@ -215,7 +231,7 @@ def mark_handled(user: User, reply_id: int) -> InboundReply:
     reply = get_reply(user, reply_id, for_update=True)
     if reply.status != "open":
         raise Conflict(_("This reply has been dealt with already."))
-    _close(reply, user, "handled, no change")
+    _close(reply, user, "handled")
     audit.record("reply.handled", actor=user, target=reply, details={"action": "none"})
     return reply
 
@@ -237,11 +253,11 @@ def set_consent(user: User, reply_id: int, *, state: str, customer_id: int | Non
             raise ValidationError(_("Choose the customer who agreed."))
         consent.change_consent(customer_id, "agreed", channel="sms_reply", actor=user,
                                evidence=evidence)
-        outcome = f"agreed: customer {customer_id}"
+        outcome = f"agreed_for:{customer_id}"
     elif state == "refused":
         changed = consent.refuse_by_mobile(reply.mobile, channel="sms_reply", actor=user,
                                            evidence=evidence)
-        outcome = f"refused: {changed} customer(s) changed"
+        outcome = f"refused:{changed}"
     else:
         raise ValidationError(_("Choose agreed or refused."))
     _close(reply, user, outcome)

@@ -30,6 +30,11 @@ def reply_intent(intent: str) -> str:
     return str(INTENT_LABELS.get(intent, intent))
 
 
+@bp.app_template_filter("reply_outcome")
+def reply_outcome(outcome: str) -> str:
+    return replies.outcome_label(outcome)
+
+
 @bp.app_template_filter("reply_status")
 def reply_status(status: str) -> str:
     return str(STATUS_LABELS.get(status, status))

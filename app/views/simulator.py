@@ -75,5 +75,6 @@ def reply(mobile: str):
         flash(str(exc.message), "error")
     else:
         db.session.commit()
-        flash(_("The reply was received: %(outcome)s", outcome=reply.outcome or reply.status), "success")
+        flash(_("The reply was received: %(outcome)s", outcome=replies.outcome_label(reply.outcome)),
+              "success")
     return redirect(url_for("simulator.phone", mobile=number))
