@@ -528,6 +528,23 @@ def values_for(message_id: int, customer_ids) -> dict[int, dict]:
     return {cid: json.loads(raw or "{}") for cid, raw in rows}
 
 
+def values_for_recipients(message_id: int, recipient_ids) -> dict[int, dict]:
+    """The same per sending-area recipient id (``{recipient_id: {...}}``), for a chunk of
+    recipients being sent: their rows found by primary key, the variables by (message,
+    customer). Empty for messages not sent through the API."""
+    ids = [int(r) for r in recipient_ids if r is not None]
+    if not ids:
+        return {}
+    a, r = ApiRecipient.__table__.c, Recipient.__table__.c
+    rows = db.session.execute(
+        select(r.id, a.vars).select_from(Recipient.__table__.join(
+            ApiRecipient.__table__, and_(a.message_id == r.message_id,
+                                         a.customer_id == r.customer_id)))
+        .where(r.id.in_(ids), r.message_id == message_id)
+    ).all()
+    return {rid: json.loads(raw or "{}") for rid, raw in rows}
+
+
 def purge_idempotency_keys(now: datetime | None = None) -> int:
     """Forget Idempotency-Keys older than API_IDEMPOTENCY_HOURS; returns how many."""
     from sqlalchemy import delete
