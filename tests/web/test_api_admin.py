@@ -42,7 +42,7 @@ def test_an_executed_interface_user_application_shows_its_key_once(client, login
     client.post("/logout")
     login_as("admin")
     page = client.get(f"/access/{request_id}/execute")
-    assert page.status_code == 200
+    assert page.status_code == 200 and "创建接口客户端“资金清算系统”" in page.get_data(as_text=True)
     response = client.post(f"/access/{request_id}/execute")
     assert response.status_code == 200
     assert response.headers["Cache-Control"].startswith("no-store")
