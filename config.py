@@ -38,6 +38,7 @@ class Config:
     SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "0") == "1"
     REMEMBER_COOKIE_DURATION = timedelta(seconds=0)
     PASSWORD_MIN_LENGTH = _env_int("PASSWORD_MIN_LENGTH", 10)
+    PASSWORD_HASH_METHOD = "scrypt"
 
     WTF_CSRF_TIME_LIMIT = None  # the session's own idle timeout bounds the token
     BABEL_DEFAULT_LOCALE = "zh"
@@ -125,3 +126,5 @@ class TestConfig(Config):
     LOGIN_MAX_FAILURES = 5
     LOGIN_LOCKOUT_MINUTES = 15
     SERVER_NAME = None
+    # Hundreds of tests log in through the real form; scrypt would cost ~0.1 s per login.
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"

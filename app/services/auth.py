@@ -31,7 +31,8 @@ class LoginFailed(DomainError):
 
 
 def hash_password(password: str) -> str:
-    return generate_password_hash(password)
+    """Hash with the configured method (scrypt in production; tests use a cheaper one)."""
+    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
 
 
 def _log_attempt(user: User | None, username: str, ip: str, user_agent: str, success: bool,
