@@ -53,7 +53,7 @@ def test_authenticate(app, db_backend, user):
         with pytest.raises(Unauthorized):
             api_clients.authenticate(header)
     client.user.active = False
-    with pytest.raises(Unauthorized, match=""):
+    with pytest.raises(Unauthorized, match="停用|deactivated"):
         api_clients.authenticate(f"Bearer {key}")
 
 
