@@ -1288,6 +1288,13 @@ WHERE d.is_new = 1 ORDER BY s.crm_id""",
         step(READ_SHARE + 25, "applying")
     for _name, definition in dropped:
         st.conn.exec_driver_sql(definition)
+    if dropped:
+        # Fresh statistics, or the planner would read a million customers as an empty
+        # table until autovacuum comes by (and the customer search would crawl).
+        if not st.pg:
+            st.conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
+        st.conn.exec_driver_sql("ANALYZE customers")
+        st.conn.exec_driver_sql("ANALYZE customer_tags")
     if new or updated:
         step(READ_SHARE + 28, "applying")
         _open_checks(st, now)
