@@ -114,19 +114,20 @@ BRANCH_STAFF = {
     "SH01": ["sh_staff", "sh_head"],
     "SZ01": ["sz_staff", "sz_head"],
 }
+# The same preference tags as scripts/bench_search.py, so its tag queries find customers.
 TAGS = [
-    "稳健",
-    "积极",
-    "科技",
-    "消费",
-    "医药",
-    "新能源",
-    "债券",
     "基金",
-    "港股通",
+    "港股",
     "两融",
     "期权",
-    "红利",
+    "债券",
+    "理财",
+    "科创板",
+    "北交所",
+    "ETF",
+    "可转债",
+    "新股",
+    "养老",
 ]
 
 
