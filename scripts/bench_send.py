@@ -5,11 +5,12 @@ our pipeline's rate into Kannel's fake SMSC against Kannel's own.
    ``sending.build_recipients`` (the INSERT ... SELECT from the audience select, the
    suppressed rows with their reasons, the batches). Goal: >= 100,000 recipients/s.
 2. ``ours``: 100,000 recipients sent with SMS_MAX_RATE unlimited by real worker processes
-   (``worker.py``) through the Kannel gateway, from the dispatcher's start until the fake
-   SMSC has received the last one.
+   (``worker.py --no-fork --queues send``, as docs/sending.md recommends for send workers;
+   ``--fork`` for RQ's fork-per-job) through the Kannel gateway, from the dispatcher's start
+   until the fake SMSC has received the last one.
 3. ``kannel``: the same number of the same messages posted straight to sendsms by a
-   simple concurrent client (threads with keep-alive connections), until the fake SMSC has
-   them all. Goal: ours >= 80 % of Kannel's own.
+   simple concurrent client (threads with keep-alive connections, as many as our workers
+   have together), until the fake SMSC has them all. Goal: ours >= 80 % of Kannel's own.
 
 Both send measurements use the same Kannel, the same text (UCS-2), the same dlr-mask
 (``--dlr-mask``, default 0: no delivery reports, so the box measures submission and not
@@ -19,7 +20,8 @@ Needs PostgreSQL (BENCH_DATABASE_URL, default the local test database), redis-se
 kannel-extras. Prints one JSON object; exit status 1 when a goal is missed.
 
     .venv/bin/python scripts/bench_send.py [--customers 1000000] [--messages 100000]
-        [--workers 2] [--concurrency 8] [--client-concurrency 8] [--dlr-mask 0] [--keep]
+        [--workers 2] [--concurrency 8] [--client-concurrency N] [--batch-size 500]
+        [--chunk-size 250] [--fork] [--dlr-mask 0] [--skip-build] [--skip-send] [--keep]
 """
 
 from __future__ import annotations
@@ -218,7 +220,8 @@ def _worker_config(tmp: Path, values: dict) -> str:
 
 
 def measure_ours(url: str, schema: str, peer, messages: int, workers: int, concurrency: int,
-                 dlr_mask: int, tmp: Path) -> dict:
+                 dlr_mask: int, tmp: Path, batch_size: int = 500, chunk_size: int = 250,
+                 no_fork: bool = False) -> dict:
     """Our pipeline: dispatcher -> build -> `send` jobs on ``workers`` worker processes."""
     from app.models import Customer, Unit
     from app.services import sending
@@ -226,7 +229,8 @@ def measure_ours(url: str, schema: str, peer, messages: int, workers: int, concu
     settings = dict(peer.config(), SQLALCHEMY_DATABASE_URI=url,
                     SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"options": f"-csearch_path={schema}"}},
                     REDIS_URL=os.environ["BENCH_REDIS_URL"], SMS_MAX_RATE=0,
-                    SEND_CONCURRENCY=concurrency, SEND_CHUNK_SIZE=250, SEND_BATCH_SIZE=500,
+                    SEND_CONCURRENCY=concurrency, SEND_CHUNK_SIZE=chunk_size,
+                    SEND_BATCH_SIZE=batch_size,
                     KANNEL_DLR_MASK=dlr_mask, PUBLIC_BASE_URL=peer.callback_base)
     app = _app(url, schema, **{k: v for k, v in settings.items() if k != "SQLALCHEMY_DATABASE_URI"})
     config_path = _worker_config(tmp, settings)
@@ -236,7 +240,8 @@ def measure_ours(url: str, schema: str, peer, messages: int, workers: int, concu
         log = open(tmp / f"worker{i}.log", "wb")  # noqa: SIM115 (the child keeps it)
         procs.append(subprocess.Popen(
             [sys.executable, str(ROOT / "worker.py"), "--no-scheduler", "--queues", "send",
-             "--config", config_path], cwd=ROOT, env=env, stdout=log, stderr=log))
+             "--config", config_path] + (["--no-fork"] if no_fork else []),
+            cwd=ROOT, env=env, stdout=log, stderr=log))
         log.close()
     try:
         time.sleep(3)  # workers up and listening
@@ -282,6 +287,7 @@ def measure_ours(url: str, schema: str, peer, messages: int, workers: int, concu
             except subprocess.TimeoutExpired:
                 proc.kill()
     return {"messages": messages, "workers": workers, "connections_per_worker": concurrency,
+            "batch_size": batch_size, "chunk_size": chunk_size, "no_fork": no_fork,
             "seconds": round(seconds, 2), "messages_per_second": round(messages / seconds),
             "build_seconds": round(float(built or 0), 2),
             "send_phase_messages_per_second": round(messages / max(seconds - float(built or 0), 1e-6))}
@@ -335,8 +341,13 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8, help="connections per worker")
-    parser.add_argument("--client-concurrency", type=int, default=8)
+    parser.add_argument("--client-concurrency", type=int, default=0,
+                        help="connections of the plain client (default: workers x concurrency)")
     parser.add_argument("--dlr-mask", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=500, help="SEND_BATCH_SIZE")
+    parser.add_argument("--chunk-size", type=int, default=250, help="SEND_CHUNK_SIZE")
+    parser.add_argument("--fork", action="store_true",
+                        help="workers fork a horse per job (worker.py's default) instead of --no-fork")
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--skip-send", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the schema for inspection")
@@ -369,10 +380,11 @@ def main() -> int:
             # run and to our webhook in ours; Kannel retries and drops them either way.
             peer = kannel_peer.KannelPeer(f"http://127.0.0.1:{kannel_peer.free_port()}",
                                           uuid.uuid4().hex).start()
-            report["kannel"] = measure_kannel(peer, args.messages, args.client_concurrency,
-                                              args.dlr_mask)
+            client = args.client_concurrency or args.workers * args.concurrency
+            report["kannel"] = measure_kannel(peer, args.messages, client, args.dlr_mask)
             report["ours"] = measure_ours(url, schema, peer, args.messages, args.workers,
-                                          args.concurrency, args.dlr_mask, tmp)
+                                          args.concurrency, args.dlr_mask, tmp, args.batch_size,
+                                          args.chunk_size, not args.fork)
             ratio = report["ours"]["messages_per_second"] / report["kannel"]["messages_per_second"]
             report["ours_vs_kannel"] = round(ratio, 3)
             report["dlr_mask"] = args.dlr_mask

@@ -236,7 +236,7 @@ def build_recipients(message_id: int) -> SendRun | None:
     state = "sending" if batches else "done"
     claimed = db.session.execute(
         update(SendRun).where(SendRun.message_id == message_id, SendRun.state == "building")
-        .values(state=state, built_at=now, total=total, eligible=queued, suppressed=total - queued,
+        .values(state=state, built_at=utcnow(), total=total, eligible=queued, suppressed=total - queued,
                 batches=len(batches), finished_at=None if batches else now)
         .execution_options(synchronize_session=False)
     ).rowcount
