@@ -45,7 +45,8 @@ def make_worker(app, queue_names, *, simple: bool = False, name: str | None = No
     cls = AppSimpleWorker if simple else AppWorker
     with app.app_context():
         conn = get_redis()
-        warm_up()
+        if not simple:
+            warm_up()
     worker = cls(queue_names, connection=conn, name=name)
     worker.flask_app = app
     return worker
