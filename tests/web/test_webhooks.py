@@ -236,3 +236,23 @@ def test_reply_without_a_sender_is_400(hooks, app):
     body = json.dumps({"id": "n-2", "text": "Y"}).encode()
     assert _signed(hooks, "/webhooks/sms/inbound", body).status_code == 400
     assert _count(InboundReply) == 0
+
+
+def test_kannel_post_url_variant_with_a_charset(hooks, app):
+    """Kannel's post-url sends the text as the body and the sender in X-Kannel-From."""
+    c = make_customer(mobile="13966667777")
+    response = hooks.post(f"/webhooks/kannel/mo?token={TOKEN}&id=post-1",
+                          data="退订".encode("gb18030"),
+                          headers={"Content-Type": "text/plain; charset=GB18030",
+                                   "X-Kannel-From": "8613966667777", "X-Kannel-To": "10690001"})
+    assert response.status_code == 200
+    reply = db.session.execute(select(InboundReply)).scalar_one()
+    assert (reply.text, reply.to_number, reply.status) == ("退订", "10690001", "auto")
+    db.session.expire_all()
+    assert db.session.get(Customer, c.id).consent == "refused"
+
+
+def test_oversized_json_body_is_413(hooks, app):
+    body = json.dumps({"id": "big", "from": "13900000000", "text": "x" * 300_000}).encode()
+    assert _signed(hooks, "/webhooks/sms/inbound", body).status_code == 413
+    assert _count(InboundReply) == 0
