@@ -70,8 +70,8 @@ log = logging.getLogger(__name__)
 
 BUILD_JOB = "send-build-{}"
 BATCH_JOB = "send-batch-{}"
-# Why a recipient was left out; codes from the audience select, shown translated.
-LOST_REASON = "outcome lost: the worker stopped while submitting"
+# The reason (a code, shown translated) of in-flight recipients whose worker died.
+LOST_REASON = "outcome_lost"
 
 
 # ====================================================================== dispatch
@@ -125,9 +125,13 @@ def start_message(message_id: int, *, now: datetime | None = None) -> bool:
         return False
     body = compose(message)
     cfg = current_app.config
+    # With {name}/{branch} placeholders the drafting page's count at their longest
+    # realistic values is the estimate; each recipient's own text is counted when it goes out.
+    nominal = segments.count(body)[2]
+    if segments.placeholders_in(body):
+        nominal = max(nominal, int(message.segments or 1))
     run = SendRun(message_id=message_id, state="building", gateway=cfg["SMS_GATEWAY"],
-                  sender=cfg["KANNEL_FROM"], text=body, segments=segments.count(body)[2],
-                  started_at=now)
+                  sender=cfg["KANNEL_FROM"], text=body, segments=nominal, started_at=now)
     db.session.add(run)
     audit.record("message.send_started", actor=None, target=message,
                  details={"gateway": run.gateway, "segments": run.segments})
@@ -521,10 +525,23 @@ def _result_statement(kind: str, with_ref: bool, personal: bool, pg: bool):
     return stmt
 
 
-def _personal_text(template: str, row: _Row, has_placeholders: bool) -> str:
+def _personal_text(template: str, row: _Row, has_placeholders: bool,
+                   extra: dict | None = None) -> str:
+    """The recipient's own text: {name} and {branch} from the customer (or staff member)
+    record, and the variables an API client gave for this customer (``extra``)."""
     if not has_placeholders:
         return template
-    return segments.expand(template, {"name": row.name, "branch": row.branch})
+    values = {"name": row.name, "branch": row.branch}
+    if extra:
+        values.update({str(k): str(v) for k, v in extra.items()})
+    return segments.expand(template, values)
+
+
+def _api_values(message_id: int, rows: list[_Row]) -> dict[int, dict]:
+    """Per recipient, the variables of an API send (R-15); empty for other messages."""
+    from app.services import api_messages
+
+    return api_messages.values_for_recipients(message_id, [row.id for row in rows])
 
 
 def send_batch(batch_id: int, *, gateway=None, limiter: RateLimiter | None = None) -> BatchReport:
@@ -585,7 +602,9 @@ def send_batch(batch_id: int, *, gateway=None, limiter: RateLimiter | None = Non
                     stop, rows = ("lost_claim", None), []
                 else:
                     db.session.commit()  # in flight is on record before anything goes out
-                    texts = [_personal_text(template, row, has_placeholders) for row in rows]
+                    extra = _api_values(claim.message_id, rows) if has_placeholders else {}
+                    texts = [_personal_text(template, row, has_placeholders, extra.get(row.id))
+                             for row in rows]
                     outgoing = [Outgoing(row.id, row.mobile, body, sender)
                                 for row, body in zip(rows, texts, strict=True)]
                     lanes = min(threads, len(outgoing))

@@ -56,12 +56,17 @@ def recipient_status_label(status: str) -> str:
     return str(STATUS_LABELS.get(status, status))
 
 
+OWN_REASONS = {sending.LOST_REASON: _l("Outcome lost: the worker stopped while submitting")}
+
+
 @bp.app_template_filter("recipient_reason")
 def recipient_reason_label(reason: str) -> str:
-    """Suppression codes of the audience select in words; gateway reasons as they came."""
+    """Suppression codes of the audience select and our own codes in words; gateway
+    reasons as the gateway gave them."""
     from app.services.audience import REASON_LABELS
 
-    return str(REASON_LABELS.get(reason, reason or ""))
+    label = REASON_LABELS.get(reason) or OWN_REASONS.get(reason)
+    return str(label) if label is not None else (reason or "")
 
 
 def progress_context(message) -> dict:

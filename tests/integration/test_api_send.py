@@ -157,10 +157,6 @@ def test_idempotent_replay_survives_a_second_session(app, db_backend):
     assert db.session.execute(select(Message.id)).scalars().all() == [first.body["id"]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the sending area does not yet fill API variables: app/services/sending.py must expand "
-    "each recipient's text with api_messages.values_for_recipients (docs/api.md, last section); "
-    "strict, so this marker must go when it does"))
 def test_each_customer_gets_the_text_filled_with_their_own_values(app, run_jobs, db_backend):
     from app.models import SimulatedSms
 
