@@ -3,7 +3,6 @@ real Redis, real RQ worker, the simulator gateway; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from app.extensions import db
