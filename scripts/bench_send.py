@@ -103,11 +103,14 @@ def prepare(url: str, schema: str, customers: int) -> dict:
         upgrade(directory=str(ROOT / "migrations"))
         seed_demo()
         s = db.session
-        s.execute(text(
-            "INSERT INTO units (code, name, name_en, kind, is_market, is_research, is_finance, "
-            "is_call_centre, active) SELECT 'BS' || lpad(g::text, 3, '0'), '压测营业部' || g, "
-            "'Bench branch ' || g, 'branch', false, false, false, false, true "
-            "FROM generate_series(1, 20) g"))
+        s.execute(
+            text(
+                "INSERT INTO units (code, name, name_en, kind, is_market, is_research, is_finance, "
+                "is_call_centre, active) SELECT 'BS' || lpad(g::text, 3, '0'), '压测营业部' || g, "
+                "'Bench branch ' || g, 'branch', false, false, false, false, true "
+                "FROM generate_series(1, 20) g"
+            )
+        )
         s.execute(text(_customers(customers)))
         s.commit()
         conn = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -129,11 +132,23 @@ def _approved_message(branches: list[int] | None = None, body: str = BODY) -> in
     if branches is None:
         branches = list(s.execute(select(Unit.id).where(Unit.code.like("BS%"))).scalars())
     now = utcnow()
-    message = Message(unit_id=ops.id, author_id=None, category="notice", title="bench", body=body,
-                      audience=json.dumps({"kind": "customers", "branches": branches}),
-                      status="approved", urgent=True, version=1, route="unit_heads",
-                      route_article="Art 8", approved_at=now, approved_version=1, created_at=now,
-                      updated_at=now)
+    message = Message(
+        unit_id=ops.id,
+        author_id=None,
+        category="notice",
+        title="bench",
+        body=body,
+        audience=json.dumps({"kind": "customers", "branches": branches}),
+        status="approved",
+        urgent=True,
+        version=1,
+        route="unit_heads",
+        route_article="Art 8",
+        approved_at=now,
+        approved_version=1,
+        created_at=now,
+        updated_at=now,
+    )
     s.add(message)
     s.commit()
     return message.id
@@ -154,9 +169,14 @@ def measure_build(url: str, schema: str) -> dict:
         sending.build_recipients(message_id)
         seconds = time.perf_counter() - started
         run = db.session.get(SendRun, message_id)
-        result = {"recipients": run.total, "queued": run.eligible, "suppressed": run.suppressed,
-                  "batches": run.batches, "seconds": round(seconds, 2),
-                  "recipients_per_second": round(run.total / seconds)}
+        result = {
+            "recipients": run.total,
+            "queued": run.eligible,
+            "suppressed": run.suppressed,
+            "batches": run.batches,
+            "seconds": round(seconds, 2),
+            "recipients_per_second": round(run.total / seconds),
+        }
         # The batches of this message are not to be sent.
         from app.redis_conn import get_redis
 
@@ -169,6 +189,7 @@ def measure_build(url: str, schema: str) -> dict:
 
 
 # ------------------------------------------------------------------ sending
+
 
 class FakesmscCounter:
     """Counts "Got message" lines the fake SMSC appends to its log, reading only what is new."""
@@ -204,9 +225,21 @@ class FakesmscCounter:
 
 def _redis_server() -> tuple[subprocess.Popen, str]:
     port = kannel_peer.free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     if not kannel_peer.wait_port(port, 10):
         raise RuntimeError("redis-server did not start")
     return proc, f"redis://127.0.0.1:{port}/0"
@@ -215,45 +248,80 @@ def _redis_server() -> tuple[subprocess.Popen, str]:
 def _worker_config(tmp: Path, values: dict) -> str:
     lines = [f"    {key} = {value!r}\n" for key, value in values.items()]
     (tmp / "bench_send_config.py").write_text(
-        "import config\n\n\nclass BenchSendConfig(config.Config):\n" + "".join(lines))
+        "import config\n\n\nclass BenchSendConfig(config.Config):\n" + "".join(lines)
+    )
     return "bench_send_config.BenchSendConfig"
 
 
-def measure_ours(url: str, schema: str, peer, messages: int, workers: int, concurrency: int,
-                 dlr_mask: int, tmp: Path, batch_size: int = 500, chunk_size: int = 250,
-                 no_fork: bool = False) -> dict:
+def measure_ours(
+    url: str,
+    schema: str,
+    peer,
+    messages: int,
+    workers: int,
+    concurrency: int,
+    dlr_mask: int,
+    tmp: Path,
+    batch_size: int = 500,
+    chunk_size: int = 250,
+    no_fork: bool = False,
+) -> dict:
     """Our pipeline: dispatcher -> build -> `send` jobs on ``workers`` worker processes."""
     from app.models import Customer, Unit
     from app.services import sending
 
-    settings = dict(peer.config(), SQLALCHEMY_DATABASE_URI=url,
-                    SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"options": f"-csearch_path={schema}"}},
-                    REDIS_URL=os.environ["BENCH_REDIS_URL"], SMS_MAX_RATE=0,
-                    SEND_CONCURRENCY=concurrency, SEND_CHUNK_SIZE=chunk_size,
-                    SEND_BATCH_SIZE=batch_size,
-                    KANNEL_DLR_MASK=dlr_mask, PUBLIC_BASE_URL=peer.callback_base)
+    settings = dict(
+        peer.config(),
+        SQLALCHEMY_DATABASE_URI=url,
+        SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"options": f"-csearch_path={schema}"}},
+        REDIS_URL=os.environ["BENCH_REDIS_URL"],
+        SMS_MAX_RATE=0,
+        SEND_CONCURRENCY=concurrency,
+        SEND_CHUNK_SIZE=chunk_size,
+        SEND_BATCH_SIZE=batch_size,
+        KANNEL_DLR_MASK=dlr_mask,
+        PUBLIC_BASE_URL=peer.callback_base,
+    )
     app = _app(url, schema, **{k: v for k, v in settings.items() if k != "SQLALCHEMY_DATABASE_URI"})
     config_path = _worker_config(tmp, settings)
     env = dict(os.environ, PYTHONPATH=f"{tmp}:{ROOT}")
     procs = []
     for i in range(workers):
         log = open(tmp / f"worker{i}.log", "wb")  # noqa: SIM115 (the child keeps it)
-        procs.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py"), "--no-scheduler", "--queues", "send",
-             "--config", config_path] + (["--no-fork"] if no_fork else []),
-            cwd=ROOT, env=env, stdout=log, stderr=log))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "worker.py"),
+                    "--no-scheduler",
+                    "--queues",
+                    "send",
+                    "--config",
+                    config_path,
+                ]
+                + (["--no-fork"] if no_fork else []),
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+        )
         log.close()
     try:
         time.sleep(3)  # workers up and listening
         with app.app_context():
             # A branch of its own holding exactly ``messages`` agreed customers.
             s = db.session
-            s.execute(text(
-                "INSERT INTO units (code, name, name_en, kind, is_market, is_research, is_finance, "
-                "is_call_centre, active) VALUES ('BSX', '压测发送营业部', 'Send bench branch', "
-                "'branch', false, false, false, false, true)"))
+            s.execute(
+                text(
+                    "INSERT INTO units (code, name, name_en, kind, is_market, is_research, is_finance, "
+                    "is_call_centre, active) VALUES ('BSX', '压测发送营业部', 'Send bench branch', "
+                    "'branch', false, false, false, false, true)"
+                )
+            )
             bsx = s.execute(select(Unit.id).where(Unit.code == "BSX")).scalar_one()
-            s.execute(text("""
+            s.execute(
+                text("""
                 INSERT INTO customers (crm_id, name, mobile, mobile_tail, mobile_status, carrier,
                     branch_id, awaiting_assignment, opened_on, risk_level, tags, active, consent,
                     row_hash, created_at, updated_at)
@@ -261,10 +329,16 @@ def measure_ours(url: str, schema: str, peer, messages: int, workers: int, concu
                        right(lpad(g::text, 8, '0'), 4), 'valid', 'china_mobile', :b, false,
                        DATE '2024-01-02', 'C3', '', true, 'agreed', '', now(), now()
                 FROM generate_series(1, :n) g
-            """), {"b": bsx, "n": messages})
+            """),
+                {"b": bsx, "n": messages},
+            )
             s.commit()
-            assert s.execute(select(db.func.count()).select_from(Customer)
-                             .where(Customer.branch_id == bsx)).scalar() == messages
+            assert (
+                s.execute(
+                    select(db.func.count()).select_from(Customer).where(Customer.branch_id == bsx)
+                ).scalar()
+                == messages
+            )
             message_id = _approved_message([bsx])
             counter = FakesmscCounter(peer.rundir / "fakesmsc.log")
             started = time.perf_counter()
@@ -273,9 +347,12 @@ def measure_ours(url: str, schema: str, peer, messages: int, workers: int, concu
             if last is None:
                 raise RuntimeError(f"only {counter.count} of {messages} reached the fake SMSC")
             seconds = last - started
-            built = db.session.execute(text(
-                "SELECT EXTRACT(EPOCH FROM built_at - started_at) FROM send_runs WHERE message_id = :m"),
-                {"m": message_id}).scalar()
+            built = db.session.execute(
+                text(
+                    "SELECT EXTRACT(EPOCH FROM built_at - started_at) FROM send_runs WHERE message_id = :m"
+                ),
+                {"m": message_id},
+            ).scalar()
             db.session.remove()
             db.engine.dispose()
     finally:
@@ -286,22 +363,37 @@ def measure_ours(url: str, schema: str, peer, messages: int, workers: int, concu
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    return {"messages": messages, "workers": workers, "connections_per_worker": concurrency,
-            "batch_size": batch_size, "chunk_size": chunk_size, "no_fork": no_fork,
-            "seconds": round(seconds, 2), "messages_per_second": round(messages / seconds),
-            "build_seconds": round(float(built or 0), 2),
-            "send_phase_messages_per_second": round(messages / max(seconds - float(built or 0), 1e-6))}
+    return {
+        "messages": messages,
+        "workers": workers,
+        "connections_per_worker": concurrency,
+        "batch_size": batch_size,
+        "chunk_size": chunk_size,
+        "no_fork": no_fork,
+        "seconds": round(seconds, 2),
+        "messages_per_second": round(messages / seconds),
+        "build_seconds": round(float(built or 0), 2),
+        "send_phase_messages_per_second": round(messages / max(seconds - float(built or 0), 1e-6)),
+    }
 
 
 def measure_kannel(peer, messages: int, concurrency: int, dlr_mask: int) -> dict:
     """Kannel's own rate: a plain thread pool posting the same messages straight to sendsms."""
     local = threading.local()
     port = peer.ports["SENDSMS"]
-    base = {"username": kannel_peer.USERNAME, "password": kannel_peer.PASSWORD, "from": "10690001",
-            "text": "【和兴证券】" + BODY, "charset": "UTF-8", "coding": "2"}
+    base = {
+        "username": kannel_peer.USERNAME,
+        "password": kannel_peer.PASSWORD,
+        "from": "10690001",
+        "text": "【和兴证券】" + BODY,
+        "charset": "UTF-8",
+        "coding": "2",
+    }
     if dlr_mask:
         base["dlr-mask"] = str(dlr_mask)
-        base["dlr-url"] = f"{peer.callback_base}/webhooks/kannel/dlr?token={peer.token}&rid=0&status=%d"
+        base["dlr-url"] = (
+            f"{peer.callback_base}/webhooks/kannel/dlr?token={peer.token}&rid=0&status=%d"
+        )
     errors = []
 
     def send(i: int) -> None:
@@ -330,9 +422,14 @@ def measure_kannel(peer, messages: int, concurrency: int, dlr_mask: int) -> dict
     if last is None:
         raise RuntimeError(f"only {counter.count} of {messages} reached the fake SMSC")
     seconds = last - started
-    return {"messages": messages, "client_concurrency": concurrency, "errors": len(errors),
-            "accept_seconds": round(accepted, 2), "seconds": round(seconds, 2),
-            "messages_per_second": round(messages / seconds)}
+    return {
+        "messages": messages,
+        "client_concurrency": concurrency,
+        "errors": len(errors),
+        "accept_seconds": round(accepted, 2),
+        "seconds": round(seconds, 2),
+        "messages_per_second": round(messages / seconds),
+    }
 
 
 def main() -> int:
@@ -341,19 +438,27 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8, help="connections per worker")
-    parser.add_argument("--client-concurrency", type=int, default=0,
-                        help="connections of the plain client (default: workers x concurrency)")
+    parser.add_argument(
+        "--client-concurrency",
+        type=int,
+        default=0,
+        help="connections of the plain client (default: workers x concurrency)",
+    )
     parser.add_argument("--dlr-mask", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=500, help="SEND_BATCH_SIZE")
     parser.add_argument("--chunk-size", type=int, default=250, help="SEND_CHUNK_SIZE")
-    parser.add_argument("--fork", action="store_true",
-                        help="workers fork a horse per job (worker.py's default) instead of --no-fork")
+    parser.add_argument(
+        "--fork",
+        action="store_true",
+        help="workers fork a horse per job (worker.py's default) instead of --no-fork",
+    )
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--skip-send", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the schema for inspection")
     args = parser.parse_args()
     url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
-        "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    )
     if not url.startswith("postgresql"):
         print("the send benchmark needs PostgreSQL (BENCH_DATABASE_URL)", file=sys.stderr)
         return 2
@@ -362,8 +467,10 @@ def main() -> int:
         print(reason, file=sys.stderr)
         return 2
     schema = f"bench_send_{uuid.uuid4().hex[:8]}"
-    report: dict = {"schema": schema, "goals": {"build_recipients_per_second": BUILD_GOAL,
-                                                 "ours_vs_kannel": RATE_GOAL}}
+    report: dict = {
+        "schema": schema,
+        "goals": {"build_recipients_per_second": BUILD_GOAL, "ours_vs_kannel": RATE_GOAL},
+    }
     redis_proc, redis_url = _redis_server()
     os.environ["BENCH_REDIS_URL"] = redis_url
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"{schema}"
@@ -378,13 +485,24 @@ def main() -> int:
         if not args.skip_send:
             # Delivery reports (with --dlr-mask) go to a port nobody serves in the Kannel
             # run and to our webhook in ours; Kannel retries and drops them either way.
-            peer = kannel_peer.KannelPeer(f"http://127.0.0.1:{kannel_peer.free_port()}",
-                                          uuid.uuid4().hex).start()
+            peer = kannel_peer.KannelPeer(
+                f"http://127.0.0.1:{kannel_peer.free_port()}", uuid.uuid4().hex
+            ).start()
             client = args.client_concurrency or args.workers * args.concurrency
             report["kannel"] = measure_kannel(peer, args.messages, client, args.dlr_mask)
-            report["ours"] = measure_ours(url, schema, peer, args.messages, args.workers,
-                                          args.concurrency, args.dlr_mask, tmp, args.batch_size,
-                                          args.chunk_size, not args.fork)
+            report["ours"] = measure_ours(
+                url,
+                schema,
+                peer,
+                args.messages,
+                args.workers,
+                args.concurrency,
+                args.dlr_mask,
+                tmp,
+                args.batch_size,
+                args.chunk_size,
+                not args.fork,
+            )
             ratio = report["ours"]["messages_per_second"] / report["kannel"]["messages_per_second"]
             report["ours_vs_kannel"] = round(ratio, 3)
             report["dlr_mask"] = args.dlr_mask

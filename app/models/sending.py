@@ -127,8 +127,9 @@ class Recipient(db.Model):
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)  # delivered / failed / unknown
 
-    customer = relationship("Customer", primaryjoin="foreign(Recipient.customer_id) == Customer.id",
-                            viewonly=True)
+    customer = relationship(
+        "Customer", primaryjoin="foreign(Recipient.customer_id) == Customer.id", viewonly=True
+    )
     user = relationship("User", primaryjoin="foreign(Recipient.user_id) == User.id", viewonly=True)
 
     __table_args__ = (
@@ -192,8 +193,9 @@ class InboundReply(db.Model):
     handled_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     handled_by = relationship("User")
-    notes: Mapped[list[ReplyNote]] = relationship(order_by="ReplyNote.id",
-                                                  cascade="all, delete-orphan")
+    notes: Mapped[list[ReplyNote]] = relationship(
+        order_by="ReplyNote.id", cascade="all, delete-orphan"
+    )
 
     __table_args__ = (Index("ix_inbound_replies_inbox", "status", "unit_id", "received_at"),)
 
@@ -225,4 +227,3 @@ class SimulatedSms(db.Model):
     status: Mapped[str] = mapped_column(String(10), default="sent")  # sent | delivered | failed
     created_at: Mapped[datetime] = mapped_column(DateTime)
     reported_at: Mapped[datetime | None] = mapped_column(DateTime)
-

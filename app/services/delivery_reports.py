@@ -48,13 +48,24 @@ def _insert_ignore(table, values: dict) -> bool:
     """INSERT unless the unique dedupe key exists; True when a row was written."""
     dialect = db.session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
-    stmt = (module.insert(table).values(**values)
-            .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id))
+    stmt = (
+        module.insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(table.c.id)
+    )
     return db.session.execute(stmt).first() is not None
 
 
-def apply_report(*, gateway: str, recipient_id: int | None, outcome: str, code: str = "",
-                 detail: str = "", dedupe_key: str | None = None) -> ReportResult:
+def apply_report(
+    *,
+    gateway: str,
+    recipient_id: int | None,
+    outcome: str,
+    code: str = "",
+    detail: str = "",
+    dedupe_key: str | None = None,
+) -> ReportResult:
     """Apply one carrier report; the caller commits. ``ValueError`` for an unknown outcome."""
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown report outcome {outcome!r}")
@@ -72,28 +83,37 @@ def apply_report(*, gateway: str, recipient_id: int | None, outcome: str, code: 
     if outcome in ("accepted", "buffered"):
         if not known:
             return ReportResult(False, False, False)
-        changed = db.session.execute(text(
-            "UPDATE recipients SET status = 'submitted', submitted_at = COALESCE(submitted_at, :now) "
-            "WHERE id = :id AND status IN ('queued', 'unknown')"
-        ), {"id": recipient_id, "now": now}).rowcount
+        changed = db.session.execute(
+            text(
+                "UPDATE recipients SET status = 'submitted', submitted_at = COALESCE(submitted_at, :now) "
+                "WHERE id = :id AND status IN ('queued', 'unknown')"
+            ),
+            {"id": recipient_id, "now": now},
+        ).rowcount
         return ReportResult(True, False, bool(changed))
 
     key = (dedupe_key or f"{gateway}:{recipient_id}:{outcome}:{code}")[:120]
-    stored = _insert_ignore(DeliveryReport.__table__, {
-        "dedupe_key": key,
-        "recipient_id": recipient_id if known else None,
-        "gateway": gateway[:12],
-        "outcome": outcome,
-        "code": (code or "")[:20],
-        "detail": detail if known else f"recipient {recipient_id!r}: {detail}"[:DETAIL_MAX],
-        "received_at": now,
-    })
+    stored = _insert_ignore(
+        DeliveryReport.__table__,
+        {
+            "dedupe_key": key,
+            "recipient_id": recipient_id if known else None,
+            "gateway": gateway[:12],
+            "outcome": outcome,
+            "code": (code or "")[:20],
+            "detail": detail if known else f"recipient {recipient_id!r}: {detail}"[:DETAIL_MAX],
+            "received_at": now,
+        },
+    )
     if not (stored and known):
         return ReportResult(known, stored, False)
     reason = "" if outcome == "delivered" else (detail or code or "failed")[:200]
-    changed = db.session.execute(text(
-        "UPDATE recipients SET status = :status, reason = :reason, finished_at = :now, "
-        "submitted_at = COALESCE(submitted_at, :now) "
-        "WHERE id = :id AND status IN ('queued', 'submitted', 'unknown')"
-    ), {"id": recipient_id, "status": outcome, "reason": reason, "now": now}).rowcount
+    changed = db.session.execute(
+        text(
+            "UPDATE recipients SET status = :status, reason = :reason, finished_at = :now, "
+            "submitted_at = COALESCE(submitted_at, :now) "
+            "WHERE id = :id AND status IN ('queued', 'submitted', 'unknown')"
+        ),
+        {"id": recipient_id, "status": outcome, "reason": reason, "now": now},
+    ).rowcount
     return ReportResult(True, True, bool(changed))

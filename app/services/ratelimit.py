@@ -56,7 +56,9 @@ class RateLimiter:
         self.rate = max(int(rate or 0), 0)
         self.redis = redis
         self.key = key
-        self._script = redis.register_script(_RESERVE) if (redis is not None and self.rate) else None
+        self._script = (
+            redis.register_script(_RESERVE) if (redis is not None and self.rate) else None
+        )
 
     @property
     def unlimited(self) -> bool:

@@ -60,8 +60,9 @@ def parse_reply(text: str | None) -> str:
     return "other"
 
 
-def dedupe_key(gateway: str, external_id: str | None, mobile: str, text: str,
-               received: str = "") -> str:
+def dedupe_key(
+    gateway: str, external_id: str | None, mobile: str, text: str, received: str = ""
+) -> str:
     """The reply's identity: the gateway's own id when it gives one, else a hash."""
     if external_id:
         return f"{gateway}:{external_id}"[:120]
@@ -70,7 +71,9 @@ def dedupe_key(gateway: str, external_id: str | None, mobile: str, text: str,
 
 
 def _evidence(reply: InboundReply) -> str:
-    text = reply.text if len(reply.text) <= EVIDENCE_TEXT_MAX else reply.text[:EVIDENCE_TEXT_MAX] + "…"
+    text = (
+        reply.text if len(reply.text) <= EVIDENCE_TEXT_MAX else reply.text[:EVIDENCE_TEXT_MAX] + "…"
+    )
     return f"SMS reply #{reply.id} from {scope.mask_mobile(reply.mobile)}: {text}"
 
 
@@ -85,7 +88,9 @@ def _match(mobile: str) -> Match:
     """The customers with this number, the branch whose inbox it belongs to, and the last
     message we sent to one of them (what the customer is most likely answering)."""
     customers = db.session.execute(
-        select(Customer.id, Customer.branch_id).where(Customer.mobile == mobile).order_by(Customer.id)
+        select(Customer.id, Customer.branch_id)
+        .where(Customer.mobile == mobile)
+        .order_by(Customer.id)
     ).all()
     if not customers:
         return Match([], None, None)
@@ -93,14 +98,22 @@ def _match(mobile: str) -> Match:
     last = db.session.execute(
         select(Recipient.message_id, Recipient.unit_id)
         .where(Recipient.customer_id.in_(ids[:100]), Recipient.status != "suppressed")
-        .order_by(Recipient.created_at.desc(), Recipient.id.desc()).limit(1)
+        .order_by(Recipient.created_at.desc(), Recipient.id.desc())
+        .limit(1)
     ).first()
     unit_id = (last.unit_id if last and last.unit_id else None) or customers[0].branch_id
     return Match(ids, unit_id, last.message_id if last else None)
 
 
-def receive(*, gateway: str, mobile: str, text: str, to_number: str = "",
-            external_id: str | None = None, received: str = "") -> tuple[InboundReply, bool]:
+def receive(
+    *,
+    gateway: str,
+    mobile: str,
+    text: str,
+    to_number: str = "",
+    external_id: str | None = None,
+    received: str = "",
+) -> tuple[InboundReply, bool]:
     """Store and act on one reply; returns (reply, created). The caller commits.
 
     A reply already received (same dedupe key) is returned unchanged with created False.
@@ -112,29 +125,51 @@ def receive(*, gateway: str, mobile: str, text: str, to_number: str = "",
         raise ValidationError(_("A reply needs the sender's number."))
     text = text or ""
     if len(text) > TEXT_MAX:
-        log.warning("reply from %s cut from %d to %d characters", scope.mask_mobile(number),
-                    len(text), TEXT_MAX)
+        log.warning(
+            "reply from %s cut from %d to %d characters",
+            scope.mask_mobile(number),
+            len(text),
+            TEXT_MAX,
+        )
         text = text[:TEXT_MAX]
     key = dedupe_key(gateway, external_id, number, text, received)
-    existing = db.session.execute(select(InboundReply).where(InboundReply.dedupe_key == key)).scalar()
+    existing = db.session.execute(
+        select(InboundReply).where(InboundReply.dedupe_key == key)
+    ).scalar()
     if existing is not None:
         return existing, False
 
     intent = parse_reply(text)
     match = _match(number)
-    values = dict(dedupe_key=key, gateway=gateway[:12], mobile=number[:32],
-                  to_number=(to_number or "")[:32], text=text, intent=intent, status="open",
-                  outcome="", unit_id=match.unit_id,
-                  customer_id=match.customer_ids[0] if len(match.customer_ids) == 1 else None,
-                  customers_matched=len(match.customer_ids), message_id=match.message_id,
-                  received_at=utcnow())
+    values = dict(
+        dedupe_key=key,
+        gateway=gateway[:12],
+        mobile=number[:32],
+        to_number=(to_number or "")[:32],
+        text=text,
+        intent=intent,
+        status="open",
+        outcome="",
+        unit_id=match.unit_id,
+        customer_id=match.customer_ids[0] if len(match.customer_ids) == 1 else None,
+        customers_matched=len(match.customer_ids),
+        message_id=match.message_id,
+        received_at=utcnow(),
+    )
     dialect = db.session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
-    inserted = db.session.execute(
-        module.insert(InboundReply).values(**values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(InboundReply.id)
-    ).first() is not None
-    reply = db.session.execute(select(InboundReply).where(InboundReply.dedupe_key == key)).scalar_one()
+    inserted = (
+        db.session.execute(
+            module.insert(InboundReply)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(InboundReply.id)
+        ).first()
+        is not None
+    )
+    reply = db.session.execute(
+        select(InboundReply).where(InboundReply.dedupe_key == key)
+    ).scalar_one()
     if not inserted:  # a concurrent delivery of the same reply won
         return reply, False
 
@@ -147,14 +182,27 @@ def receive(*, gateway: str, mobile: str, text: str, to_number: str = "",
         reply.status = "auto"
         reply.outcome = "agreed" if event is not None else "agreed_already"
     else:
-        reply.outcome = ("unknown_number" if not match.customer_ids
-                         else "shared_number" if intent == "agree"
-                         else "needs_person")
+        reply.outcome = (
+            "unknown_number"
+            if not match.customer_ids
+            else "shared_number"
+            if intent == "agree"
+            else "needs_person"
+        )
     db.session.flush()
-    audit.record("reply.received", actor=None, target=reply,
-                 details={"gateway": gateway, "mobile": scope.mask_mobile(number),
-                          "intent": intent, "status": reply.status, "outcome": reply.outcome,
-                          "customers": len(match.customer_ids)})
+    audit.record(
+        "reply.received",
+        actor=None,
+        target=reply,
+        details={
+            "gateway": gateway,
+            "mobile": scope.mask_mobile(number),
+            "intent": intent,
+            "status": reply.status,
+            "outcome": reply.outcome,
+            "customers": len(match.customer_ids),
+        },
+    )
     return reply, True
 
 
@@ -175,6 +223,7 @@ def outcome_label(outcome: str) -> str:
 
 
 # ------------------------------------------------------------------ the reply inbox
+
 
 def inbox_query(user: User, *, status: str = "open"):
     """Replies the user may see, newest first: their units' replies; unknown numbers
@@ -214,8 +263,9 @@ def get_reply(user: User, reply_id: int, *, for_update: bool = False) -> Inbound
 
 def customers_for(user: User, reply: InboundReply) -> list[Customer]:
     """The customers with the reply's number that the user may see."""
-    query = scope.restrict(select(Customer).where(Customer.mobile == reply.mobile),
-                           Customer.branch_id, user)
+    query = scope.restrict(
+        select(Customer).where(Customer.mobile == reply.mobile), Customer.branch_id, user
+    )
     return list(db.session.execute(query.order_by(Customer.id).limit(50)).scalars())
 
 
@@ -236,7 +286,9 @@ def mark_handled(user: User, reply_id: int) -> InboundReply:
     return reply
 
 
-def set_consent(user: User, reply_id: int, *, state: str, customer_id: int | None = None) -> InboundReply:
+def set_consent(
+    user: User, reply_id: int, *, state: str, customer_id: int | None = None
+) -> InboundReply:
     """Set consent from a reply (Art 26(2)): ``agreed`` for the one customer chosen (a
     shared number needs the choice), ``refused`` for every customer with the number in
     the user's scope (R-34). The reply is the evidence; the reply is closed.
@@ -251,18 +303,24 @@ def set_consent(user: User, reply_id: int, *, state: str, customer_id: int | Non
             customer_id = next(iter(candidates))
         if customer_id not in candidates:
             raise ValidationError(_("Choose the customer who agreed."))
-        consent.change_consent(customer_id, "agreed", channel="sms_reply", actor=user,
-                               evidence=evidence)
+        consent.change_consent(
+            customer_id, "agreed", channel="sms_reply", actor=user, evidence=evidence
+        )
         outcome = f"agreed_for:{customer_id}"
     elif state == "refused":
-        changed = consent.refuse_by_mobile(reply.mobile, channel="sms_reply", actor=user,
-                                           evidence=evidence)
+        changed = consent.refuse_by_mobile(
+            reply.mobile, channel="sms_reply", actor=user, evidence=evidence
+        )
         outcome = f"refused:{changed}"
     else:
         raise ValidationError(_("Choose agreed or refused."))
     _close(reply, user, outcome)
-    audit.record("reply.handled", actor=user, target=reply,
-                 details={"action": state, "customer": customer_id, "outcome": outcome})
+    audit.record(
+        "reply.handled",
+        actor=user,
+        target=reply,
+        details={"action": state, "customer": customer_id, "outcome": outcome},
+    )
     return reply
 
 
@@ -279,4 +337,3 @@ def add_note(user: User, reply_id: int, text: str) -> ReplyNote:
     db.session.flush()
     audit.record("reply.noted", actor=user, target=reply, details={"note": note.id})
     return note
-

@@ -76,21 +76,29 @@ LOST_REASON = "outcome_lost"
 
 # ====================================================================== dispatch
 
+
 def compose(message: Message) -> str:
     """The text that goes out, before placeholders: signature + body + opt-out line (R-49)."""
-    return segments.compose(message.body, commercial=message.category in COMMERCIAL_CATEGORIES,
-                            opt_out_line=message_settings.get("opt_out_line"),
-                            signature=message_settings.SIGNATURE)
+    return segments.compose(
+        message.body,
+        commercial=message.category in COMMERCIAL_CATEGORIES,
+        opt_out_line=message_settings.get("opt_out_line"),
+        signature=message_settings.SIGNATURE,
+    )
 
 
 def due_messages(now: datetime) -> list[Message]:
     """Approved messages whose time has come, oldest approval first."""
-    return list(db.session.execute(
-        select(Message).where(
-            Message.status == "approved",
-            or_(Message.schedule_at.is_(None), Message.schedule_at <= now),
-        ).order_by(Message.approved_at, Message.id)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(Message)
+            .where(
+                Message.status == "approved",
+                or_(Message.schedule_at.is_(None), Message.schedule_at <= now),
+            )
+            .order_by(Message.approved_at, Message.id)
+        ).scalars()
+    )
 
 
 def dispatch_due(now: datetime | None = None) -> list[int]:
@@ -116,7 +124,8 @@ def start_message(message_id: int, *, now: datetime | None = None) -> bool:
     if message.approved_version is not None and message.approved_version != message.version:
         return False  # edited after approval: the approval no longer holds (R-42)
     changed = db.session.execute(
-        update(Message).where(Message.id == message_id, Message.status == "approved")
+        update(Message)
+        .where(Message.id == message_id, Message.status == "approved")
         .values(status="sending", send_started_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -130,11 +139,22 @@ def start_message(message_id: int, *, now: datetime | None = None) -> bool:
     nominal = segments.count(body)[2]
     if segments.placeholders_in(body):
         nominal = max(nominal, int(message.segments or 1))
-    run = SendRun(message_id=message_id, state="building", gateway=cfg["SMS_GATEWAY"],
-                  sender=cfg["KANNEL_FROM"], text=body, segments=nominal, started_at=now)
+    run = SendRun(
+        message_id=message_id,
+        state="building",
+        gateway=cfg["SMS_GATEWAY"],
+        sender=cfg["KANNEL_FROM"],
+        text=body,
+        segments=nominal,
+        started_at=now,
+    )
     db.session.add(run)
-    audit.record("message.send_started", actor=None, target=message,
-                 details={"gateway": run.gateway, "segments": run.segments})
+    audit.record(
+        "message.send_started",
+        actor=None,
+        target=message,
+        details={"gateway": run.gateway, "segments": run.segments},
+    )
     db.session.commit()
     _enqueue_build(message_id)
     return True
@@ -143,28 +163,43 @@ def start_message(message_id: int, *, now: datetime | None = None) -> bool:
 def _enqueue_build(message_id: int) -> None:
     from app.jobs import enqueue
 
-    enqueue("app.jobs.sending.build_recipients", message_id, queue_name="send",
-            job_id=BUILD_JOB.format(message_id), retry=None)
+    enqueue(
+        "app.jobs.sending.build_recipients",
+        message_id,
+        queue_name="send",
+        job_id=BUILD_JOB.format(message_id),
+        retry=None,
+    )
 
 
 def _enqueue_batches(batch_ids: list[int]) -> None:
     from app.jobs import enqueue_many
 
     for start in range(0, len(batch_ids), 1000):
-        chunk = batch_ids[start:start + 1000]
-        enqueue_many("app.jobs.sending.send_batch", [(i,) for i in chunk],
-                     [BATCH_JOB.format(i) for i in chunk], queue_name="send")
+        chunk = batch_ids[start : start + 1000]
+        enqueue_many(
+            "app.jobs.sending.send_batch",
+            [(i,) for i in chunk],
+            [BATCH_JOB.format(i) for i in chunk],
+            queue_name="send",
+        )
 
 
 def _enqueue_batch(batch_id: int, at: datetime | None = None) -> None:
     from app.jobs import enqueue
 
-    enqueue("app.jobs.sending.send_batch", batch_id, queue_name="send",
-            job_id=BATCH_JOB.format(batch_id), retry=None,
-            at=at.replace(tzinfo=UTC) if at is not None else None)
+    enqueue(
+        "app.jobs.sending.send_batch",
+        batch_id,
+        queue_name="send",
+        job_id=BATCH_JOB.format(batch_id),
+        retry=None,
+        at=at.replace(tzinfo=UTC) if at is not None else None,
+    )
 
 
 # ====================================================================== recipients
+
 
 def _rate_expr(carrier, rates: dict):
     """The per-segment rate of ``carrier`` as a SQL expression (R-70 rates by carrier)."""
@@ -204,52 +239,99 @@ def build_recipients(message_id: int) -> SendRun | None:
     # SEND_BATCH_SIZE rows of which the suppressed ones are simply not sent.
     row_no = func.row_number().over(order_by=a.c.mobile)
     rows = select(
-        literal(message_id, Integer), a.c.customer_id, a.c.user_id, a.c.unit_id, a.c.mobile,
+        literal(message_id, Integer),
+        a.c.customer_id,
+        a.c.user_id,
+        a.c.unit_id,
+        a.c.mobile,
         case((eligible, "queued"), else_="suppressed"),
         func.coalesce(a.c.reason, ""),
         case((eligible, nominal), else_=0),
-        case((eligible, nominal * _rate_expr(a.c.carrier, message_settings.get("rates"))),
-             else_=literal(Decimal("0"), Numeric(12, 4))),
+        case(
+            (eligible, nominal * _rate_expr(a.c.carrier, message_settings.get("rates"))),
+            else_=literal(Decimal("0"), Numeric(12, 4)),
+        ),
         literal(0, Integer),
         case((eligible, (row_no - 1) // size), else_=null()),
         literal(""),
         literal(now),
     )
     insert_rows = insert(Recipient.__table__).from_select(
-        ["message_id", "customer_id", "user_id", "unit_id", "mobile", "status", "reason",
-         "segments", "cost", "attempts", "batch_no", "gateway_ref", "created_at"], rows)
+        [
+            "message_id",
+            "customer_id",
+            "user_id",
+            "unit_id",
+            "mobile",
+            "status",
+            "reason",
+            "segments",
+            "cost",
+            "attempts",
+            "batch_no",
+            "gateway_ref",
+            "created_at",
+        ],
+        rows,
+    )
     if db.session.get_bind().dialect.name == "postgresql":
         total, queued = _insert_with_batches_pg(insert_rows, message_id, now)
         batches = _batch_ids(message_id, 0)
     else:
         db.session.execute(insert_rows)
         batches = _insert_batches(message_id, first_batch_no=0, now=now)
-        counts = dict(db.session.execute(
-            select(Recipient.status, func.count()).where(Recipient.message_id == message_id)
-            .group_by(Recipient.status)
-        ).all())
+        counts = dict(
+            db.session.execute(
+                select(Recipient.status, func.count())
+                .where(Recipient.message_id == message_id)
+                .group_by(Recipient.status)
+            ).all()
+        )
         total, queued = sum(counts.values()), counts.get("queued", 0)
     counts = {"queued": queued, "suppressed": total - queued}
     if message.category == "inquiry":
         # R-33: asked once, never again, whether the number went out or was a duplicate.
         db.session.execute(
-            update(Customer).where(Customer.id.in_(
-                select(Recipient.customer_id).where(Recipient.message_id == message_id,
-                                                    Recipient.customer_id.is_not(None))))
-            .values(inquiry_sent_at=now).execution_options(synchronize_session=False))
+            update(Customer)
+            .where(
+                Customer.id.in_(
+                    select(Recipient.customer_id).where(
+                        Recipient.message_id == message_id, Recipient.customer_id.is_not(None)
+                    )
+                )
+            )
+            .values(inquiry_sent_at=now)
+            .execution_options(synchronize_session=False)
+        )
     state = "sending" if batches else "done"
     claimed = db.session.execute(
-        update(SendRun).where(SendRun.message_id == message_id, SendRun.state == "building")
-        .values(state=state, built_at=utcnow(), total=total, eligible=queued, suppressed=total - queued,
-                batches=len(batches), finished_at=None if batches else now)
+        update(SendRun)
+        .where(SendRun.message_id == message_id, SendRun.state == "building")
+        .values(
+            state=state,
+            built_at=utcnow(),
+            total=total,
+            eligible=queued,
+            suppressed=total - queued,
+            batches=len(batches),
+            finished_at=None if batches else now,
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
     if claimed != 1:
         db.session.rollback()
         return None
-    audit.record("message.recipients_built", actor=None, target=message,
-                 details={"total": total, "queued": queued, "suppressed": counts["suppressed"],
-                          "batches": len(batches)})
+    audit.record(
+        "message.recipients_built",
+        actor=None,
+        target=message,
+        details={
+            "total": total,
+            "queued": queued,
+            "suppressed": counts["suppressed"],
+            "batches": len(batches),
+        },
+    )
     if not batches:
         _mark_sent(message_id, now)
     db.session.commit()
@@ -264,43 +346,77 @@ def _insert_with_batches_pg(insert_rows, message_id: int, now: datetime) -> tupl
     Returns (rows inserted, rows queued)."""
     ins = insert_rows.returning(Recipient.id, Recipient.status, Recipient.batch_no).cte("ins")
     grouped = (
-        select(literal(message_id, Integer), ins.c.batch_no, func.min(ins.c.id), func.max(ins.c.id),
-               func.count(), literal("queued"), literal(""), literal(0, Integer), literal(now))
-        .where(ins.c.batch_no.is_not(None)).group_by(ins.c.batch_no)
+        select(
+            literal(message_id, Integer),
+            ins.c.batch_no,
+            func.min(ins.c.id),
+            func.max(ins.c.id),
+            func.count(),
+            literal("queued"),
+            literal(""),
+            literal(0, Integer),
+            literal(now),
+        )
+        .where(ins.c.batch_no.is_not(None))
+        .group_by(ins.c.batch_no)
     )
-    batches = insert(SendBatch.__table__).from_select(
-        ["message_id", "batch_no", "first_id", "last_id", "size", "status", "claim_token",
-         "claims", "enqueued_at"], grouped).returning(SendBatch.__table__.c.id).cte("b")
-    total, queued, _batches = db.session.execute(select(
-        select(func.count()).select_from(ins).scalar_subquery(),
-        select(func.count()).select_from(ins).where(ins.c.status == "queued").scalar_subquery(),
-        select(func.count()).select_from(batches).scalar_subquery(),
-    )).one()
+    batches = (
+        insert(SendBatch.__table__)
+        .from_select(
+            [
+                "message_id",
+                "batch_no",
+                "first_id",
+                "last_id",
+                "size",
+                "status",
+                "claim_token",
+                "claims",
+                "enqueued_at",
+            ],
+            grouped,
+        )
+        .returning(SendBatch.__table__.c.id)
+        .cte("b")
+    )
+    total, queued, _batches = db.session.execute(
+        select(
+            select(func.count()).select_from(ins).scalar_subquery(),
+            select(func.count()).select_from(ins).where(ins.c.status == "queued").scalar_subquery(),
+            select(func.count()).select_from(batches).scalar_subquery(),
+        )
+    ).one()
     return total, queued
 
 
 def _batch_ids(message_id: int, first_batch_no: int) -> list[int]:
-    return list(db.session.execute(
-        select(SendBatch.id).where(SendBatch.message_id == message_id,
-                                   SendBatch.batch_no >= first_batch_no)
-        .order_by(SendBatch.batch_no)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(SendBatch.id)
+            .where(SendBatch.message_id == message_id, SendBatch.batch_no >= first_batch_no)
+            .order_by(SendBatch.batch_no)
+        ).scalars()
+    )
 
 
 def _insert_batches(message_id: int, *, first_batch_no: int, now: datetime) -> list[int]:
     """One SendBatch per batch number >= ``first_batch_no`` of the message's queued rows."""
-    db.session.execute(text("""
+    db.session.execute(
+        text("""
         INSERT INTO send_batches (message_id, batch_no, first_id, last_id, size, status,
                                   claim_token, claims, enqueued_at)
         SELECT :m, batch_no, MIN(id), MAX(id), COUNT(*), 'queued', '', 0, :now
         FROM recipients
         WHERE message_id = :m AND status = 'queued' AND batch_no >= :first
         GROUP BY batch_no
-    """), {"m": message_id, "now": now, "first": first_batch_no})
+    """),
+        {"m": message_id, "now": now, "first": first_batch_no},
+    )
     return _batch_ids(message_id, first_batch_no)
 
 
 # ====================================================================== delivery
+
 
 @dataclass
 class BatchReport:
@@ -347,10 +463,19 @@ def _claim(batch_id: int, token: str, now: datetime) -> _Claim | None:
         return None
     old_status, old_token = batch.status, batch.claim_token
     won = db.session.execute(
-        update(SendBatch).where(SendBatch.id == batch_id, SendBatch.status == old_status,
-                                SendBatch.claim_token == old_token)
-        .values(status="sending", claim_token=token, claims=SendBatch.claims + 1,
-                heartbeat_at=now, not_before=None)
+        update(SendBatch)
+        .where(
+            SendBatch.id == batch_id,
+            SendBatch.status == old_status,
+            SendBatch.claim_token == old_token,
+        )
+        .values(
+            status="sending",
+            claim_token=token,
+            claims=SendBatch.claims + 1,
+            heartbeat_at=now,
+            not_before=None,
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
     if won != 1:
@@ -367,30 +492,53 @@ def _lose_inflight(batch: SendBatch, now: datetime) -> int:
     """The recipients a dead worker had in flight and left queued: outcome unknown (R-52)."""
     lost = 0
     if batch.inflight_lo is not None and batch.inflight_hi is not None:
-        lost = db.session.execute(text(
-            "UPDATE recipients SET status = 'unknown', reason = :reason, finished_at = :now "
-            "WHERE message_id = :m AND status = 'queued' AND batch_no = :bn "
-            "AND id BETWEEN :lo AND :hi"
-        ), {"reason": LOST_REASON, "now": now, "m": batch.message_id, "bn": batch.batch_no,
-            "lo": batch.inflight_lo, "hi": batch.inflight_hi}).rowcount
+        lost = db.session.execute(
+            text(
+                "UPDATE recipients SET status = 'unknown', reason = :reason, finished_at = :now "
+                "WHERE message_id = :m AND status = 'queued' AND batch_no = :bn "
+                "AND id BETWEEN :lo AND :hi"
+            ),
+            {
+                "reason": LOST_REASON,
+                "now": now,
+                "m": batch.message_id,
+                "bn": batch.batch_no,
+                "lo": batch.inflight_lo,
+                "hi": batch.inflight_hi,
+            },
+        ).rowcount
     db.session.execute(
-        update(SendBatch).where(SendBatch.id == batch.id)
+        update(SendBatch)
+        .where(SendBatch.id == batch.id)
         .values(inflight_lo=None, inflight_hi=None)
         .execution_options(synchronize_session=False)
     )
-    audit.record("send.batch_taken_over", actor=None, target_type="send_batches",
-                 target_id=batch.id, details={"message": batch.message_id, "unknown": lost})
+    audit.record(
+        "send.batch_taken_over",
+        actor=None,
+        target_type="send_batches",
+        target_id=batch.id,
+        details={"message": batch.message_id, "unknown": lost},
+    )
     return lost
 
 
 def _owns(batch_id: int, token: str, **values) -> bool:
     """Renew the lease (and set ``values``) if this worker still owns the batch."""
     values["heartbeat_at"] = utcnow()
-    return db.session.execute(
-        update(SendBatch).where(SendBatch.id == batch_id, SendBatch.claim_token == token,
-                                SendBatch.status == "sending")
-        .values(**values).execution_options(synchronize_session=False)
-    ).rowcount == 1
+    return (
+        db.session.execute(
+            update(SendBatch)
+            .where(
+                SendBatch.id == batch_id,
+                SendBatch.claim_token == token,
+                SendBatch.status == "sending",
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
 
 
 _CHUNK_PERSONAL = text("""
@@ -418,9 +566,16 @@ _CHUNK_PLAIN = text("""
 def _next_chunk(batch, after_id: int, limit: int, personal: bool = True) -> list[_Row]:
     """The next queued recipients of the batch; with the names and carrier only when the
     text has placeholders (otherwise segments and cost are those set at build time)."""
-    rows = db.session.execute(_CHUNK_PERSONAL if personal else _CHUNK_PLAIN, {
-        "m": batch.message_id, "bn": batch.batch_no, "after": after_id,
-        "last": batch.last_id, "limit": limit}).all()
+    rows = db.session.execute(
+        _CHUNK_PERSONAL if personal else _CHUNK_PLAIN,
+        {
+            "m": batch.message_id,
+            "bn": batch.batch_no,
+            "after": after_id,
+            "last": batch.last_id,
+            "limit": limit,
+        },
+    ).all()
     return [_Row(*row) for row in rows]
 
 
@@ -472,8 +627,9 @@ def _submit_at(gateway, sms: Outgoing, at: float) -> SubmitResult:
     try:
         return gateway.submit(sms)
     except Exception as exc:  # a gateway bug must not lose the other results of the chunk
-        log.exception("gateway %s raised for recipient %s", getattr(gateway, "name", "?"),
-                      sms.recipient_id)
+        log.exception(
+            "gateway %s raised for recipient %s", getattr(gateway, "name", "?"), sms.recipient_id
+        )
         return SubmitResult.unknown(f"gateway error: {exc!r}"[:200])
 
 
@@ -481,15 +637,23 @@ def _submit_at(gateway, sms: Outgoing, at: float) -> SubmitResult:
 # differ per row; they are bound per row (SQLite, executemany) or picked from arrays by
 # the row's position (PostgreSQL: one UPDATE per chunk).
 _RESULT_SET = {
-    "accepted": ("status = CASE WHEN status IN ('queued', 'unknown') THEN 'submitted' ELSE status END, "
-                 "submitted_at = COALESCE(submitted_at, :now), reason = '', attempts = attempts + 1"),
-    "permanent": ("status = CASE WHEN status IN ('queued', 'unknown') THEN 'failed' ELSE status END, "
-                  "reason = {reason}, finished_at = :now, attempts = attempts + 1"),
-    "unknown": ("status = CASE WHEN status = 'queued' THEN 'unknown' ELSE status END, "
-                "reason = {reason}, finished_at = :now, attempts = attempts + 1"),
-    "transient": ("attempts = attempts + 1, reason = {reason}, "
-                  "status = CASE WHEN attempts + 1 >= :max THEN 'failed' ELSE status END, "
-                  "finished_at = CASE WHEN attempts + 1 >= :max THEN :now ELSE finished_at END"),
+    "accepted": (
+        "status = CASE WHEN status IN ('queued', 'unknown') THEN 'submitted' ELSE status END, "
+        "submitted_at = COALESCE(submitted_at, :now), reason = '', attempts = attempts + 1"
+    ),
+    "permanent": (
+        "status = CASE WHEN status IN ('queued', 'unknown') THEN 'failed' ELSE status END, "
+        "reason = {reason}, finished_at = :now, attempts = attempts + 1"
+    ),
+    "unknown": (
+        "status = CASE WHEN status = 'queued' THEN 'unknown' ELSE status END, "
+        "reason = {reason}, finished_at = :now, attempts = attempts + 1"
+    ),
+    "transient": (
+        "attempts = attempts + 1, reason = {reason}, "
+        "status = CASE WHEN attempts + 1 >= :max THEN 'failed' ELSE status END, "
+        "finished_at = CASE WHEN attempts + 1 >= :max THEN :now ELSE finished_at END"
+    ),
 }
 _RESULT_WHERE = {"transient": " AND status = 'queued'"}
 _ARRAY_TYPES = {"ref": "text", "reason": "text", "seg": "integer", "cost": "numeric"}
@@ -510,14 +674,18 @@ def _result_statement(kind: str, with_ref: bool, personal: bool, pg: bool):
     if personal and kind in ("accepted", "unknown"):
         sets += ", segments = {seg}, cost = {cost}"
     if pg:
-        values = {name: f"(CAST(:{name}s AS {t}[]))[array_position(CAST(:ids AS bigint[]), id)]"
-                  for name, t in _ARRAY_TYPES.items()}
+        values = {
+            name: f"(CAST(:{name}s AS {t}[]))[array_position(CAST(:ids AS bigint[]), id)]"
+            for name, t in _ARRAY_TYPES.items()
+        }
         where = "id = ANY(CAST(:ids AS bigint[]))"
     else:
         values = {name: f":{name}" for name in _ARRAY_TYPES}
         where = "id = :id"
-    sql = (f"UPDATE recipients SET {sets.format(**values)} "
-           f"WHERE {where} AND batch_no = :bn{_RESULT_WHERE.get(kind, '')}")
+    sql = (
+        f"UPDATE recipients SET {sets.format(**values)} "
+        f"WHERE {where} AND batch_no = :bn{_RESULT_WHERE.get(kind, '')}"
+    )
     stmt = text(sql)
     if not pg and "{cost}" in sets:
         stmt = stmt.bindparams(bindparam("cost", type_=Numeric(12, 4)))
@@ -525,8 +693,9 @@ def _result_statement(kind: str, with_ref: bool, personal: bool, pg: bool):
     return stmt
 
 
-def _personal_text(template: str, row: _Row, has_placeholders: bool,
-                   extra: dict | None = None) -> str:
+def _personal_text(
+    template: str, row: _Row, has_placeholders: bool, extra: dict | None = None
+) -> str:
     """The recipient's own text: {name} and {branch} from the customer (or staff member)
     record, and the variables an API client gave for this customer (``extra``)."""
     if not has_placeholders:
@@ -603,24 +772,43 @@ def send_batch(batch_id: int, *, gateway=None, limiter: RateLimiter | None = Non
                 else:
                     db.session.commit()  # in flight is on record before anything goes out
                     extra = _api_values(claim.message_id, rows) if has_placeholders else {}
-                    texts = [_personal_text(template, row, has_placeholders, extra.get(row.id))
-                             for row in rows]
-                    outgoing = [Outgoing(row.id, row.mobile, body, sender)
-                                for row, body in zip(rows, texts, strict=True)]
+                    texts = [
+                        _personal_text(template, row, has_placeholders, extra.get(row.id))
+                        for row in rows
+                    ]
+                    outgoing = [
+                        Outgoing(row.id, row.mobile, body, sender)
+                        for row, body in zip(rows, texts, strict=True)
+                    ]
                     lanes = min(threads, len(outgoing))
                     # One task per connection, each taking every lanes-th message in slot
                     # order: a few futures per chunk instead of one per message.
-                    futures = [pool.submit(_submit_lane, gateway, outgoing[k::lanes],
-                                           [reservation.slot(i) for i in range(k, len(outgoing), lanes)])
-                               for k in range(lanes)]
+                    futures = [
+                        pool.submit(
+                            _submit_lane,
+                            gateway,
+                            outgoing[k::lanes],
+                            [reservation.slot(i) for i in range(k, len(outgoing), lanes)],
+                        )
+                        for k in range(lanes)
+                    ]
                     dispatched = (rows, texts, futures)
                     cursor = rows[-1].id
             if pending is not None:
                 lanes = [f.result() for f in pending[2]]
                 results = [lanes[i % len(lanes)][i // len(lanes)] for i in range(len(pending[0]))]
                 inflight = (rows[0].id, rows[-1].id) if dispatched else (None, None)
-                _record(claim, claim.token, pending[0], pending[1], results, rates, max_attempts,
-                        inflight=inflight, personal=has_placeholders)
+                _record(
+                    claim,
+                    claim.token,
+                    pending[0],
+                    pending[1],
+                    results,
+                    rates,
+                    max_attempts,
+                    inflight=inflight,
+                    personal=has_placeholders,
+                )
                 gateway.flush()
                 for result in results:
                     counts[result.kind] = counts.get(result.kind, 0) + 1
@@ -642,9 +830,17 @@ def send_batch(batch_id: int, *, gateway=None, limiter: RateLimiter | None = Non
     return _finish_batch(claim, claim.token, had_transient, counts)
 
 
-def _record(batch, token: str, rows: list[_Row], texts: list[str],
-            results: list[SubmitResult], rates: dict, max_attempts: int,
-            inflight: tuple[int | None, int | None] = (None, None), personal: bool = True) -> None:
+def _record(
+    batch,
+    token: str,
+    rows: list[_Row],
+    texts: list[str],
+    results: list[SubmitResult],
+    rates: dict,
+    max_attempts: int,
+    inflight: tuple[int | None, int | None] = (None, None),
+    personal: bool = True,
+) -> None:
     """Write a chunk's results and move the in-flight mark on (to ``inflight``: the chunk
     already handed to the gateway, if any), in one transaction. A personalised text has
     its own length: its segments and cost are counted again here; otherwise those set at
@@ -681,9 +877,17 @@ def _release(batch, token: str, *, not_before: datetime) -> None:
     """Give the batch back to the queue, to be claimed again at ``not_before``."""
     now = utcnow()
     released = db.session.execute(
-        update(SendBatch).where(SendBatch.id == batch.id, SendBatch.claim_token == token)
-        .values(status="queued", claim_token="", not_before=not_before, enqueued_at=now,
-                heartbeat_at=now, inflight_lo=None, inflight_hi=None)
+        update(SendBatch)
+        .where(SendBatch.id == batch.id, SendBatch.claim_token == token)
+        .values(
+            status="queued",
+            claim_token="",
+            not_before=not_before,
+            enqueued_at=now,
+            heartbeat_at=now,
+            inflight_lo=None,
+            inflight_hi=None,
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
@@ -698,15 +902,19 @@ def _backoff(attempts: int) -> timedelta:
 def _finish_batch(batch, token: str, had_transient: bool, counts: dict) -> BatchReport:
     left = db.session.execute(
         select(func.count(), func.max(Recipient.attempts)).where(
-            Recipient.message_id == batch.message_id, Recipient.status == "queued",
-            Recipient.batch_no == batch.batch_no, Recipient.id.between(batch.first_id, batch.last_id))
+            Recipient.message_id == batch.message_id,
+            Recipient.status == "queued",
+            Recipient.batch_no == batch.batch_no,
+            Recipient.id.between(batch.first_id, batch.last_id),
+        )
     ).one()
     if left[0]:
         _release(batch, token, not_before=utcnow() + _backoff(left[1] or 1))
         return BatchReport(batch.id, "released", counts)
     now = utcnow()
     done = db.session.execute(
-        update(SendBatch).where(SendBatch.id == batch.id, SendBatch.claim_token == token)
+        update(SendBatch)
+        .where(SendBatch.id == batch.id, SendBatch.claim_token == token)
         .values(status="done", done_at=now, heartbeat_at=now, inflight_lo=None, inflight_hi=None)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -720,15 +928,18 @@ def _finish_batch(batch, token: str, had_transient: bool, counts: dict) -> Batch
 def finish_run_if_done(message_id: int) -> bool:
     """sending -> sent once no batch of the message is open; True if this call did it."""
     open_batches = db.session.execute(
-        select(func.count()).select_from(SendBatch)
+        select(func.count())
+        .select_from(SendBatch)
         .where(SendBatch.message_id == message_id, SendBatch.status != "done")
     ).scalar_one()
     if open_batches:
         return False
     now = utcnow()
     won = db.session.execute(
-        update(SendRun).where(SendRun.message_id == message_id, SendRun.state == "sending")
-        .values(state="done", finished_at=now).execution_options(synchronize_session=False)
+        update(SendRun)
+        .where(SendRun.message_id == message_id, SendRun.state == "sending")
+        .values(state="done", finished_at=now)
+        .execution_options(synchronize_session=False)
     ).rowcount
     if won != 1:
         db.session.rollback()
@@ -740,16 +951,19 @@ def finish_run_if_done(message_id: int) -> bool:
 
 def _mark_sent(message_id: int, now: datetime) -> None:
     db.session.execute(
-        update(Message).where(Message.id == message_id, Message.status == "sending")
+        update(Message)
+        .where(Message.id == message_id, Message.status == "sending")
         .values(status="sent", sent_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     counts = outcome_counts(message_id)
-    audit.record("message.sent", actor=None, target_type="messages", target_id=message_id,
-                 details=counts)
+    audit.record(
+        "message.sent", actor=None, target_type="messages", target_id=message_id, details=counts
+    )
 
 
 # ====================================================================== recovery
+
 
 def _job_pending(job_id: str) -> bool:
     """True when RQ still holds the job waiting or running (so re-queueing would double it)."""
@@ -762,8 +976,7 @@ def _job_pending(job_id: str) -> bool:
         status = Job.fetch(job_id, connection=get_redis()).get_status()
     except NoSuchJobError:
         return False
-    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED,
-                      JobStatus.DEFERRED)
+    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 
 def recover(now: datetime | None = None) -> dict[str, int]:
@@ -776,14 +989,24 @@ def recover(now: datetime | None = None) -> dict[str, int]:
     requeue_cut = now - timedelta(seconds=cfg["SEND_REQUEUE_SECONDS"])
     report = {"taken_over": 0, "requeued": 0, "builds": 0, "finished": 0}
 
-    stale = db.session.execute(
-        select(SendBatch).where(SendBatch.status == "sending", SendBatch.heartbeat_at < lease_cut)
-    ).scalars().all()
+    stale = (
+        db.session.execute(
+            select(SendBatch).where(
+                SendBatch.status == "sending", SendBatch.heartbeat_at < lease_cut
+            )
+        )
+        .scalars()
+        .all()
+    )
     for batch in stale:
         won = db.session.execute(
-            update(SendBatch).where(SendBatch.id == batch.id, SendBatch.status == "sending",
-                                    SendBatch.claim_token == batch.claim_token,
-                                    SendBatch.heartbeat_at < lease_cut)
+            update(SendBatch)
+            .where(
+                SendBatch.id == batch.id,
+                SendBatch.status == "sending",
+                SendBatch.claim_token == batch.claim_token,
+                SendBatch.heartbeat_at < lease_cut,
+            )
             .values(status="queued", claim_token="", enqueued_at=now, not_before=None)
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -795,33 +1018,51 @@ def recover(now: datetime | None = None) -> dict[str, int]:
         _enqueue_batch(batch.id)
         report["taken_over"] += 1
 
-    waiting = db.session.execute(
-        select(SendBatch.id).where(
-            SendBatch.status == "queued",
-            or_(SendBatch.enqueued_at.is_(None), SendBatch.enqueued_at < requeue_cut),
-            or_(SendBatch.not_before.is_(None), SendBatch.not_before <= now),
-        ).order_by(SendBatch.id)
-    ).scalars().all()
+    waiting = (
+        db.session.execute(
+            select(SendBatch.id)
+            .where(
+                SendBatch.status == "queued",
+                or_(SendBatch.enqueued_at.is_(None), SendBatch.enqueued_at < requeue_cut),
+                or_(SendBatch.not_before.is_(None), SendBatch.not_before <= now),
+            )
+            .order_by(SendBatch.id)
+        )
+        .scalars()
+        .all()
+    )
     for batch_id in waiting:
         if _job_pending(BATCH_JOB.format(batch_id)):
             continue
-        db.session.execute(update(SendBatch).where(SendBatch.id == batch_id)
-                           .values(enqueued_at=now).execution_options(synchronize_session=False))
+        db.session.execute(
+            update(SendBatch)
+            .where(SendBatch.id == batch_id)
+            .values(enqueued_at=now)
+            .execution_options(synchronize_session=False)
+        )
         db.session.commit()
         _enqueue_batch(batch_id)
         report["requeued"] += 1
 
-    building = db.session.execute(
-        select(SendRun.message_id).where(SendRun.state == "building", SendRun.started_at < lease_cut)
-    ).scalars().all()
+    building = (
+        db.session.execute(
+            select(SendRun.message_id).where(
+                SendRun.state == "building", SendRun.started_at < lease_cut
+            )
+        )
+        .scalars()
+        .all()
+    )
     for message_id in building:
         if not _job_pending(BUILD_JOB.format(message_id)):
             _enqueue_build(message_id)
             report["builds"] += 1
 
-    sending = db.session.execute(
-        select(SendRun.message_id).where(SendRun.state == "sending")
-    ).scalars().all()
+    sending = (
+        db.session.execute(select(SendRun.message_id).where(SendRun.state == "sending"))
+        .scalars()
+        .all()
+    )
     for message_id in sending:
         if finish_run_if_done(message_id):
             report["finished"] += 1
@@ -831,6 +1072,7 @@ def recover(now: datetime | None = None) -> dict[str, int]:
 
 
 # ====================================================================== operator actions
+
 
 def retry_unknown(message_id: int, *, actor) -> int:
     """Queue the message's ``unknown`` recipients again (an operator's explicit decision,
@@ -843,31 +1085,45 @@ def retry_unknown(message_id: int, *, actor) -> int:
         raise Conflict(_("The recipients are still being prepared."))
     now = utcnow()
     size = max(int(current_app.config["SEND_BATCH_SIZE"]), 1)
-    base = (db.session.execute(
-        select(func.max(SendBatch.batch_no)).where(SendBatch.message_id == message_id)
-    ).scalar() or 0) + 1
-    changed = db.session.execute(text("""
+    base = (
+        db.session.execute(
+            select(func.max(SendBatch.batch_no)).where(SendBatch.message_id == message_id)
+        ).scalar()
+        or 0
+    ) + 1
+    changed = db.session.execute(
+        text("""
         UPDATE recipients SET status = 'queued', reason = '', finished_at = NULL,
                batch_no = t.batch_no
         FROM (SELECT id, :base + (ROW_NUMBER() OVER (ORDER BY id) - 1) / :size AS batch_no
               FROM recipients WHERE message_id = :m AND status = 'unknown') t
         WHERE recipients.id = t.id AND recipients.status = 'unknown'
-    """), {"m": message_id, "base": base, "size": size}).rowcount
+    """),
+        {"m": message_id, "base": base, "size": size},
+    ).rowcount
     if not changed:
         db.session.rollback()
         raise Conflict(_("No recipient of this message has an unknown outcome."))
     batches = _insert_batches(message_id, first_batch_no=base, now=now)
     db.session.execute(
-        update(SendRun).where(SendRun.message_id == message_id)
+        update(SendRun)
+        .where(SendRun.message_id == message_id)
         .values(state="sending", finished_at=None, batches=SendRun.batches + len(batches))
         .execution_options(synchronize_session=False)
     )
     db.session.execute(
-        update(Message).where(Message.id == message_id, Message.status == "sent")
-        .values(status="sending", updated_at=now).execution_options(synchronize_session=False)
+        update(Message)
+        .where(Message.id == message_id, Message.status == "sent")
+        .values(status="sending", updated_at=now)
+        .execution_options(synchronize_session=False)
     )
-    audit.record("send.unknown_retried", actor=actor, target_type="messages", target_id=message_id,
-                 details={"recipients": changed, "batches": len(batches)})
+    audit.record(
+        "send.unknown_retried",
+        actor=actor,
+        target_type="messages",
+        target_id=message_id,
+        details={"recipients": changed, "batches": len(batches)},
+    )
     db.session.commit()
     _enqueue_batches(batches)
     return changed
@@ -875,14 +1131,18 @@ def retry_unknown(message_id: int, *, actor) -> int:
 
 # ====================================================================== progress
 
+
 def outcome_counts(message_id: int) -> dict[str, int]:
     """Recipients per status, every status present (0 when none)."""
     from app.models.sending import RECIPIENT_STATUSES
 
-    rows = dict(db.session.execute(
-        select(Recipient.status, func.count()).where(Recipient.message_id == message_id)
-        .group_by(Recipient.status)
-    ).all())
+    rows = dict(
+        db.session.execute(
+            select(Recipient.status, func.count())
+            .where(Recipient.message_id == message_id)
+            .group_by(Recipient.status)
+        ).all()
+    )
     return {status: int(rows.get(status, 0)) for status in RECIPIENT_STATUSES}
 
 
@@ -923,15 +1183,18 @@ def total_cost(message_id: int) -> Decimal:
         select(func.coalesce(func.sum(Recipient.cost), 0)).where(
             Recipient.message_id == message_id,
             Recipient.status.in_(("submitted", "delivered", "failed", "unknown")),
-            Recipient.attempts > 0)
+            Recipient.attempts > 0,
+        )
     ).scalar()
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
 # ====================================================================== the consent inquiry
 
-INQUIRY_TEXT = ("尊敬的客户:感谢您成为和兴证券客户,后续如有重要信息将会通过短信方式提醒您,"
-                "如愿接收此服务,回复'Y'。不回复将取消短信服务")
+INQUIRY_TEXT = (
+    "尊敬的客户:感谢您成为和兴证券客户,后续如有重要信息将会通过短信方式提醒您,"
+    "如愿接收此服务,回复'Y'。不回复将取消短信服务"
+)
 
 
 def inquiry_audience(now: datetime):
@@ -947,17 +1210,24 @@ def inquiry_audience(now: datetime):
     refused = aliased(Customer)
     duplicate = func.row_number().over(partition_by=Customer.mobile, order_by=Customer.id) > 1
     return select(
-        Customer.id.label("customer_id"), cast(null(), Integer).label("user_id"),
-        Customer.branch_id.label("unit_id"), Customer.mobile.label("mobile"),
+        Customer.id.label("customer_id"),
+        cast(null(), Integer).label("user_id"),
+        Customer.branch_id.label("unit_id"),
+        Customer.mobile.label("mobile"),
         Customer.carrier.label("carrier"),
         case((duplicate, "duplicate"), else_=null()).label("reason"),
     ).where(
-        Customer.consent == "undetermined", Customer.active.is_(True),
-        Customer.mobile_status == "valid", Customer.inquiry_sent_at.is_(None),
-        or_(Customer.opened_on < today,
-            Customer.opened_on.is_(None) & (Customer.created_at < today_start)),
-        ~select(refused.id).where(refused.mobile == Customer.mobile,
-                                  refused.consent == "refused").exists(),
+        Customer.consent == "undetermined",
+        Customer.active.is_(True),
+        Customer.mobile_status == "valid",
+        Customer.inquiry_sent_at.is_(None),
+        or_(
+            Customer.opened_on < today,
+            Customer.opened_on.is_(None) & (Customer.created_at < today_start),
+        ),
+        ~select(refused.id)
+        .where(refused.mobile == Customer.mobile, refused.consent == "refused")
+        .exists(),
     )
 
 
@@ -982,16 +1252,32 @@ def create_consent_inquiry(now: datetime | None = None) -> Message | None:
         raise NotFound(_("There is no Market Business Dept to send the consent inquiry."))
     from app.timeutil import to_local
 
-    message = Message(unit_id=market.id, author_id=None, category="inquiry",
-                      title=f"客户短信服务确认 {to_local(now).date().isoformat()}",
-                      body=INQUIRY_TEXT, audience='{"kind": "consent_inquiry"}',
-                      status="approved", urgent=False, schedule_at=None, version=1,
-                      route="system", route_article="Art 27(2)", approved_at=now,
-                      approved_version=1, created_at=now, updated_at=now)
+    message = Message(
+        unit_id=market.id,
+        author_id=None,
+        category="inquiry",
+        title=f"客户短信服务确认 {to_local(now).date().isoformat()}",
+        body=INQUIRY_TEXT,
+        audience='{"kind": "consent_inquiry"}',
+        status="approved",
+        urgent=False,
+        schedule_at=None,
+        version=1,
+        route="system",
+        route_article="Art 27(2)",
+        approved_at=now,
+        approved_version=1,
+        created_at=now,
+        updated_at=now,
+    )
     db.session.add(message)
     db.session.flush()
-    audit.record("message.inquiry_created", actor=None, target=message,
-                 details={"candidates": inquiry_candidates(now)})
+    audit.record(
+        "message.inquiry_created",
+        actor=None,
+        target=message,
+        details={"candidates": inquiry_candidates(now)},
+    )
     db.session.commit()
     if message_settings.quiet_hold(now, False) is None:
         start_message(message.id, now=now)  # else the dispatcher starts it after quiet hours

@@ -73,9 +73,13 @@ def progress_context(message) -> dict:
     """What ``sending/_progress.html`` needs; the message page passes it on include."""
     shown = message.status in _SHOWN
     progress = sending.progress(message.id) if shown else None
-    return {"send_message": message, "send_progress": progress, "send_shown": shown,
-            "send_state_labels": STATE_LABELS,
-            "send_cost": sending.total_cost(message.id) if progress and progress.run else None}
+    return {
+        "send_message": message,
+        "send_progress": progress,
+        "send_shown": shown,
+        "send_state_labels": STATE_LABELS,
+        "send_cost": sending.total_cost(message.id) if progress and progress.run else None,
+    }
 
 
 @bp.get("/messages/<int:message_id>/progress")
@@ -98,9 +102,11 @@ def retry_unknown(message_id: int):
 
 
 def _recipient_query(message_id: int, status: str):
-    query = (select(Recipient, Customer.name, Customer.crm_id)
-             .outerjoin(Customer, Customer.id == Recipient.customer_id)
-             .where(Recipient.message_id == message_id))
+    query = (
+        select(Recipient, Customer.name, Customer.crm_id)
+        .outerjoin(Customer, Customer.id == Recipient.customer_id)
+        .where(Recipient.message_id == message_id)
+    )
     if status in RECIPIENT_STATUSES:
         query = query.where(Recipient.status == status)
     return query
@@ -115,16 +121,25 @@ def list_recipients(message_id: int):
     after = max(request.args.get("after", 0, type=int), 0)
     size = current_app.config["PAGE_SIZE"]
     rows = db.session.execute(
-        _recipient_query(message.id, status).where(Recipient.id > after)
-        .order_by(Recipient.id).limit(size + 1)
+        _recipient_query(message.id, status)
+        .where(Recipient.id > after)
+        .order_by(Recipient.id)
+        .limit(size + 1)
     ).all()
     more = len(rows) > size
     rows = rows[:size]
     return render_page_or_partial(
-        "sending/recipients.html", "sending/_recipients.html",
-        send_message=message, rows=rows, outcome=status, statuses=RECIPIENT_STATUSES,
-        counts=sending.outcome_counts(message.id), status_labels=STATUS_LABELS,
-        next_after=rows[-1][0].id if more else None, after=after)
+        "sending/recipients.html",
+        "sending/_recipients.html",
+        send_message=message,
+        rows=rows,
+        outcome=status,
+        statuses=RECIPIENT_STATUSES,
+        counts=sending.outcome_counts(message.id),
+        status_labels=STATUS_LABELS,
+        next_after=rows[-1][0].id if more else None,
+        after=after,
+    )
 
 
 @bp.get("/messages/<int:message_id>/recipients.csv")
@@ -134,39 +149,89 @@ def export_recipients(message_id: int):
     message = messages.get_visible(message_id, current_user)
     status = request.args.get("status", "")
     full_mobiles = current_user.can("customer.view_full_mobile")
-    audit.record("message.recipients_exported", actor=current_user, target=message,
-                 details={"status": status or "all"})
+    audit.record(
+        "message.recipients_exported",
+        actor=current_user,
+        target=message,
+        details={"status": status or "all"},
+    )
     db.session.commit()
-    header = [_("Recipient"), _("CRM id"), _("Name"), _("Mobile"), _("Outcome"), _("Reason"),
-              _("Segments"), _("Cost (yuan)"), _("Attempts"), _("Submitted"), _("Finished")]
+    header = [
+        _("Recipient"),
+        _("CRM id"),
+        _("Name"),
+        _("Mobile"),
+        _("Outcome"),
+        _("Reason"),
+        _("Segments"),
+        _("Cost (yuan)"),
+        _("Attempts"),
+        _("Submitted"),
+        _("Finished"),
+    ]
 
     def fmt(moment):
         return to_local(moment).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
-    columns = (Recipient.id, Customer.crm_id, Customer.name, Recipient.mobile, Recipient.status,
-               Recipient.reason, Recipient.segments, Recipient.cost, Recipient.attempts,
-               Recipient.submitted_at, Recipient.finished_at)
+    columns = (
+        Recipient.id,
+        Customer.crm_id,
+        Customer.name,
+        Recipient.mobile,
+        Recipient.status,
+        Recipient.reason,
+        Recipient.segments,
+        Recipient.cost,
+        Recipient.attempts,
+        Recipient.submitted_at,
+        Recipient.finished_at,
+    )
 
     def rows():
         # Plain rows, not ORM objects: a million of them must not pile up in the session.
         after = 0
         while True:
-            query = (select(*columns).outerjoin(Customer, Customer.id == Recipient.customer_id)
-                     .where(Recipient.message_id == message.id, Recipient.id > after))
+            query = (
+                select(*columns)
+                .outerjoin(Customer, Customer.id == Recipient.customer_id)
+                .where(Recipient.message_id == message.id, Recipient.id > after)
+            )
             if status in RECIPIENT_STATUSES:
                 query = query.where(Recipient.status == status)
             chunk = db.session.execute(query.order_by(Recipient.id).limit(5000)).all()
             if not chunk:
                 return
-            for (rid, crm_id, name, mobile, outcome, reason, segs, cost, attempts,
-                 submitted_at, finished_at) in chunk:
-                yield [rid, crm_id or "", name or "",
-                       mobile if full_mobiles else scope.mask_mobile(mobile),
-                       recipient_status_label(outcome), recipient_reason_label(reason),
-                       segs, cost, attempts, fmt(submitted_at), fmt(finished_at)]
+            for (
+                rid,
+                crm_id,
+                name,
+                mobile,
+                outcome,
+                reason,
+                segs,
+                cost,
+                attempts,
+                submitted_at,
+                finished_at,
+            ) in chunk:
+                yield [
+                    rid,
+                    crm_id or "",
+                    name or "",
+                    mobile if full_mobiles else scope.mask_mobile(mobile),
+                    recipient_status_label(outcome),
+                    recipient_reason_label(reason),
+                    segs,
+                    cost,
+                    attempts,
+                    fmt(submitted_at),
+                    fmt(finished_at),
+                ]
             after = chunk[-1][0]
 
     filename = f"message-{message.id}-recipients.csv"
-    return Response(stream_with_context(stream_csv(header, rows())),
-                    mimetype="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        stream_with_context(stream_csv(header, rows())),
+        mimetype="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

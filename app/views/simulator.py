@@ -31,9 +31,11 @@ def _active() -> bool:
 @permission_required("send.simulator")
 def list_numbers():
     q = normalize_mobile(request.args.get("q", ""))
-    query = (select(SimulatedSms.mobile, func.count(), func.max(SimulatedSms.created_at))
-             .group_by(SimulatedSms.mobile)
-             .order_by(func.max(SimulatedSms.created_at).desc()))
+    query = (
+        select(SimulatedSms.mobile, func.count(), func.max(SimulatedSms.created_at))
+        .group_by(SimulatedSms.mobile)
+        .order_by(func.max(SimulatedSms.created_at).desc())
+    )
     if q:
         query = query.where(SimulatedSms.mobile.like(f"%{q[-11:]}%"))
     numbers = db.session.execute(query.limit(100)).all()
@@ -44,14 +46,30 @@ def list_numbers():
 @permission_required("send.simulator")
 def phone(mobile: str):
     number = normalize_mobile(mobile)
-    received = db.session.execute(
-        select(SimulatedSms).where(SimulatedSms.mobile == number)
-        .order_by(SimulatedSms.id.desc()).limit(200)).scalars().all()
-    sent = db.session.execute(
-        select(InboundReply).where(InboundReply.mobile == number)
-        .order_by(InboundReply.id.desc()).limit(200)).scalars().all()
-    thread = sorted([("in", m.created_at, m) for m in received] + [("out", r.received_at, r) for r in sent],
-                    key=lambda item: item[1])
+    received = (
+        db.session.execute(
+            select(SimulatedSms)
+            .where(SimulatedSms.mobile == number)
+            .order_by(SimulatedSms.id.desc())
+            .limit(200)
+        )
+        .scalars()
+        .all()
+    )
+    sent = (
+        db.session.execute(
+            select(InboundReply)
+            .where(InboundReply.mobile == number)
+            .order_by(InboundReply.id.desc())
+            .limit(200)
+        )
+        .scalars()
+        .all()
+    )
+    thread = sorted(
+        [("in", m.created_at, m) for m in received] + [("out", r.received_at, r) for r in sent],
+        key=lambda item: item[1],
+    )
     return render_template("simulator/phone.html", mobile=number, thread=thread, active=_active())
 
 
@@ -65,16 +83,26 @@ def reply(mobile: str):
             raise Conflict(_("The carrier simulator is off: replies come from the real gateway."))
         if not text.strip():
             raise ValidationError(_("Type the customer's reply first."))
-        reply, _created = replies.receive(gateway="simulator", mobile=number, text=text,
-                                          to_number=current_app.config["KANNEL_FROM"],
-                                          external_id=uuid.uuid4().hex)
-        audit.record("simulator.reply", actor=current_user, target=reply,
-                     details={"mobile": scope.mask_mobile(number)})
+        reply, _created = replies.receive(
+            gateway="simulator",
+            mobile=number,
+            text=text,
+            to_number=current_app.config["KANNEL_FROM"],
+            external_id=uuid.uuid4().hex,
+        )
+        audit.record(
+            "simulator.reply",
+            actor=current_user,
+            target=reply,
+            details={"mobile": scope.mask_mobile(number)},
+        )
     except (ValidationError, Conflict) as exc:
         db.session.rollback()
         flash(str(exc.message), "error")
     else:
         db.session.commit()
-        flash(_("The reply was received: %(outcome)s", outcome=replies.outcome_label(reply.outcome)),
-              "success")
+        flash(
+            _("The reply was received: %(outcome)s", outcome=replies.outcome_label(reply.outcome)),
+            "success",
+        )
     return redirect(url_for("simulator.phone", mobile=number))

@@ -64,12 +64,14 @@ def _decode(raw: bytes, charset: str = "") -> str:
 def _raw_query() -> dict[str, bytes]:
     """The query string as bytes per parameter: Kannel percent-encodes whatever bytes the
     carrier gave it, which are not always UTF-8."""
-    pairs = parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True,
-                      encoding="latin-1")
+    pairs = parse_qsl(
+        request.query_string.decode("latin-1"), keep_blank_values=True, encoding="latin-1"
+    )
     return {key: value.encode("latin-1") for key, value in pairs}
 
 
 # ------------------------------------------------------------------ Kannel
+
 
 def _kannel_authenticated(params: dict[str, bytes]) -> bool:
     expected = current_app.config.get("KANNEL_WEBHOOK_TOKEN") or ""
@@ -96,8 +98,13 @@ def kannel_dlr():
     rid = int(rid_raw) if rid_raw.isdigit() else None
     answer = _decode(params.get("answer", b""))
     result = delivery_reports.apply_report(
-        gateway="kannel", recipient_id=rid, outcome=outcome, code=str(kind), detail=answer,
-        dedupe_key=f"kannel:{rid_raw}:{kind}")
+        gateway="kannel",
+        recipient_id=rid,
+        outcome=outcome,
+        code=str(kind),
+        detail=answer,
+        dedupe_key=f"kannel:{rid_raw}:{kind}",
+    )
     db.session.commit()
     return _answer(200, known=result.known, changed=result.changed)
 
@@ -121,9 +128,14 @@ def kannel_mo():
         to = _decode(params.get("to", b""))
     external_id = _decode(params.get("id", b"")).strip()
     try:
-        reply, created = replies.receive(gateway="kannel", mobile=sender, text=text, to_number=to,
-                                         external_id=external_id or None,
-                                         received=_decode(params.get("ts", b"")))
+        reply, created = replies.receive(
+            gateway="kannel",
+            mobile=sender,
+            text=text,
+            to_number=to,
+            external_id=external_id or None,
+            received=_decode(params.get("ts", b"")),
+        )
     except ValidationError as exc:
         db.session.rollback()
         return _answer(400, error=str(exc.message))
@@ -132,6 +144,7 @@ def kannel_mo():
 
 
 # ------------------------------------------------------------------ signed JSON
+
 
 def _signed_json():
     """(payload, None) for a correctly signed JSON body, else (None, error response)."""
@@ -163,7 +176,9 @@ def sms_status():
         return error
     for event in events:
         if event.get("status") not in delivery_reports.OUTCOMES:
-            return _answer(400, error=f"status must be one of {', '.join(delivery_reports.OUTCOMES)}")
+            return _answer(
+                400, error=f"status must be one of {', '.join(delivery_reports.OUTCOMES)}"
+            )
     results = []
     for event in events:
         raw_id = str(event.get("recipient_id", event.get("reference", "")))[:60]
@@ -171,9 +186,13 @@ def sms_status():
         event_id = str(event.get("id") or "")[:80]
         key = f"json:{event_id}" if event_id else f"json:{raw_id}:{event['status']}"
         result = delivery_reports.apply_report(
-            gateway="json", recipient_id=rid, outcome=event["status"],
-            code=str(event.get("code") or "")[:20], detail=str(event.get("error") or ""),
-            dedupe_key=key)
+            gateway="json",
+            recipient_id=rid,
+            outcome=event["status"],
+            code=str(event.get("code") or "")[:20],
+            detail=str(event.get("error") or ""),
+            dedupe_key=key,
+        )
         results.append({"recipient_id": raw_id, "known": result.known, "changed": result.changed})
     db.session.commit()
     return _answer(200, results=results)
@@ -186,16 +205,21 @@ def sms_inbound():
     if error is not None:
         return error
     for event in events:
-        if not isinstance(event.get("from"), str | int) or not isinstance(event.get("text", ""), str):
-            return _answer(400, error="each reply needs \"from\" and a text")
+        if not isinstance(event.get("from"), str | int) or not isinstance(
+            event.get("text", ""), str
+        ):
+            return _answer(400, error='each reply needs "from" and a text')
     results = []
     try:
         for event in events:
             reply, created = replies.receive(
-                gateway="json", mobile=str(event["from"]), text=event.get("text") or "",
+                gateway="json",
+                mobile=str(event["from"]),
+                text=event.get("text") or "",
                 to_number=str(event.get("to") or ""),
                 external_id=str(event.get("id") or "") or None,
-                received=str(event.get("received_at") or ""))
+                received=str(event.get("received_at") or ""),
+            )
             results.append({"reply": reply.id, "created": created})
     except ValidationError as exc:
         db.session.rollback()

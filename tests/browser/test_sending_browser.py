@@ -35,7 +35,8 @@ def test_trainer_replies_as_the_customer_on_the_simulator(page, login, new_page,
     expect(page.locator("h1")).to_have_text("运营商模拟器")
     page.click(f"a[href='/simulator/{quitter.mobile}']")
     expect(page.locator(".sms-in .sms-text")).to_have_text(
-        "【和兴证券】您好，本周六营业部举办投资者教育讲座，欢迎参加。")
+        "【和兴证券】您好，本周六营业部举办投资者教育讲座，欢迎参加。"
+    )
     page.fill("textarea[name=text]", "Ｎ")  # full-width, as a phone may send it
     page.click("button:has-text('发送回复')")
     expect(page.locator(".flash-success")).to_contain_text("回复已收到")
@@ -48,7 +49,9 @@ def test_trainer_replies_as_the_customer_on_the_simulator(page, login, new_page,
     page.fill("textarea[name=text]", "请问讲座在几楼？")
     page.click("button:has-text('发送回复')")
     expect(page.locator(".flash-success")).to_contain_text("回复已收到")
-    reply = db.session.execute(select(InboundReply).where(InboundReply.mobile == asker.mobile)).scalar_one()
+    reply = db.session.execute(
+        select(InboundReply).where(InboundReply.mobile == asker.mobile)
+    ).scalar_one()
     assert reply.status == "open"
 
     # The branch sees it in its reply inbox, with the count in the navigation.

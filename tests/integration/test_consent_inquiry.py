@@ -11,8 +11,10 @@ from app.services import message_settings, schedule, sending
 from app.timeutil import LOCAL_TZ, local_now, local_to_utc, local_today, utcnow
 from tests.factories import make_approved_message, make_customer
 
-SPEC_TEXT = ("尊敬的客户:感谢您成为和兴证券客户,后续如有重要信息将会通过短信方式提醒您,"
-             "如愿接收此服务,回复'Y'。不回复将取消短信服务")
+SPEC_TEXT = (
+    "尊敬的客户:感谢您成为和兴证券客户,后续如有重要信息将会通过短信方式提醒您,"
+    "如愿接收此服务,回复'Y'。不回复将取消短信服务"
+)
 
 
 @pytest.fixture
@@ -22,11 +24,16 @@ def no_quiet_hours(app, user):
 
 
 def test_inquiry_goes_once_to_undetermined_customers_opened_before_today(
-        app, no_quiet_hours, run_jobs, db_backend):
+    app, no_quiet_hours, run_jobs, db_backend
+):
     yesterday = local_today() - timedelta(days=1)
     due = make_customer(consent="undetermined", opened_on=yesterday, mobile="13500000001")
-    no_date = make_customer(consent="undetermined", opened_on=None, mobile="13500000002",
-                            created_at=utcnow() - timedelta(days=2))
+    no_date = make_customer(
+        consent="undetermined",
+        opened_on=None,
+        mobile="13500000002",
+        created_at=utcnow() - timedelta(days=2),
+    )
     twin_a = make_customer(consent="undetermined", opened_on=yesterday, mobile="13500000003")
     twin_b = make_customer(consent="undetermined", opened_on=yesterday, mobile="13500000003")
     skipped = [
@@ -85,7 +92,9 @@ def test_a_refusal_before_the_build_keeps_the_inquiry_away(app, no_quiet_hours, 
     c = make_customer(consent="undetermined", opened_on=local_today() - timedelta(days=1))
     message = sending.create_consent_inquiry()
     # The customer opts out by phone before the worker builds the recipients.
-    db.session.execute(Customer.__table__.update().where(Customer.id == c.id).values(consent="refused"))
+    db.session.execute(
+        Customer.__table__.update().where(Customer.id == c.id).values(consent="refused")
+    )
     db.session.commit()
     run = sending.build_recipients(message.id)
     assert run.eligible == 0 and run.state == "done"
@@ -134,7 +143,9 @@ def test_frequency_cap_is_checked_again_at_send_time(app, run_jobs, db_backend):
     for m in (first, second, third):
         assert sending.start_message(m.id)
         sending.build_recipients(m.id)
-    reasons = [db.session.execute(select(Recipient.reason).where(Recipient.message_id == m.id)).scalar()
-               for m in (first, second, third)]
+    reasons = [
+        db.session.execute(select(Recipient.reason).where(Recipient.message_id == m.id)).scalar()
+        for m in (first, second, third)
+    ]
     assert message_settings.get("caps")["market"]["day"] == 2
     assert reasons == ["", "", "cap"]

@@ -17,9 +17,15 @@ pytest_plugins = ["tests.kannel.fixtures"]
 
 def _statuses(message_id: int) -> Counter:
     db.session.expire_all()
-    return Counter(dict(db.session.execute(
-        select(Recipient.status, func.count()).where(Recipient.message_id == message_id)
-        .group_by(Recipient.status)).all()))
+    return Counter(
+        dict(
+            db.session.execute(
+                select(Recipient.status, func.count())
+                .where(Recipient.message_id == message_id)
+                .group_by(Recipient.status)
+            ).all()
+        )
+    )
 
 
 def test_message_to_100_customers_through_kannel(app, kannel, run_jobs, db_backend):
@@ -49,15 +55,31 @@ def test_message_to_100_customers_through_kannel(app, kannel, run_jobs, db_backe
     # The customer answers 'N' from the handset: refused, with the reply as evidence.
     target = customers[7]
     kannel.mo("86" + target.mobile, "N")
-    wait_for(lambda: db.session.execute(select(Customer.consent).where(Customer.id == target.id)
-                                        .execution_options(populate_existing=True)).scalar() == "refused",
-             30, what="the reply N to refuse the customer")
+    wait_for(
+        lambda: (
+            db.session.execute(
+                select(Customer.consent)
+                .where(Customer.id == target.id)
+                .execution_options(populate_existing=True)
+            ).scalar()
+            == "refused"
+        ),
+        30,
+        what="the reply N to refuse the customer",
+    )
     reply = db.session.execute(select(InboundReply)).scalar_one()
     assert (reply.gateway, reply.mobile, reply.intent, reply.message_id) == (
-        "kannel", target.mobile, "refuse", message.id)
+        "kannel",
+        target.mobile,
+        "refuse",
+        message.id,
+    )
     # Chinese replies arrive as UTF-8 too.
     kannel.mo("86" + customers[8].mobile, "不需要")
-    wait_for(lambda: db.session.execute(select(func.count()).select_from(InboundReply)).scalar() == 2,
-             30, what="the second reply")
+    wait_for(
+        lambda: db.session.execute(select(func.count()).select_from(InboundReply)).scalar() == 2,
+        30,
+        what="the second reply",
+    )
     db.session.expire_all()
     assert db.session.get(Customer, customers[8].id).consent == "refused"

@@ -25,20 +25,43 @@ N = 2000
 def _customers(n: int) -> None:
     branch = unit("BJ01")
     now = utcnow()
-    db.session.execute(insert(Customer), [
-        dict(crm_id=f"F{i:07d}", name=f"客户{i}", mobile=f"1370000{i:04d}", mobile_tail=f"{i:04d}",
-             mobile_status="valid", carrier="china_mobile", branch_id=branch.id, risk_level="C3",
-             tags="", active=True, consent="agreed", created_at=now, updated_at=now,
-             awaiting_assignment=False, row_hash="")
-        for i in range(n)])
+    db.session.execute(
+        insert(Customer),
+        [
+            dict(
+                crm_id=f"F{i:07d}",
+                name=f"客户{i}",
+                mobile=f"1370000{i:04d}",
+                mobile_tail=f"{i:04d}",
+                mobile_status="valid",
+                carrier="china_mobile",
+                branch_id=branch.id,
+                risk_level="C3",
+                tags="",
+                active=True,
+                consent="agreed",
+                created_at=now,
+                updated_at=now,
+                awaiting_assignment=False,
+                row_hash="",
+            )
+            for i in range(n)
+        ],
+    )
     db.session.commit()
 
 
 def _statuses(message_id: int) -> Counter:
     db.session.expire_all()
-    return Counter(dict(db.session.execute(
-        select(Recipient.status, func.count()).where(Recipient.message_id == message_id)
-        .group_by(Recipient.status)).all()))
+    return Counter(
+        dict(
+            db.session.execute(
+                select(Recipient.status, func.count())
+                .where(Recipient.message_id == message_id)
+                .group_by(Recipient.status)
+            ).all()
+        )
+    )
 
 
 def _sent(message_id: int) -> bool:
@@ -62,6 +85,7 @@ def _recover_until_sent(message_id: int, seconds: float) -> None:
 
 def _settle(kannel, message_id: int) -> list:
     """Wait until Kannel has reported every SMS it received; returns what it received."""
+
     def settled():
         got = kannel.received()
         counts = _statuses(message_id)
@@ -77,29 +101,43 @@ def _check_exactly_once(kannel, message_id: int) -> Counter:
     counts = _statuses(message_id)
     assert counts["queued"] == 0 and counts["failed"] == 0
     assert counts["delivered"] + counts["unknown"] == N
-    delivered = set(db.session.execute(select(Recipient.mobile).where(
-        Recipient.message_id == message_id, Recipient.status == "delivered")).scalars())
+    delivered = set(
+        db.session.execute(
+            select(Recipient.mobile).where(
+                Recipient.message_id == message_id, Recipient.status == "delivered"
+            )
+        ).scalars()
+    )
     assert delivered == set(per_number)  # whatever reached a handset is recorded as such
-    attempts = db.session.execute(select(func.max(Recipient.attempts)).where(
-        Recipient.message_id == message_id)).scalar()
+    attempts = db.session.execute(
+        select(func.max(Recipient.attempts)).where(Recipient.message_id == message_id)
+    ).scalar()
     assert attempts <= 1  # nothing was submitted twice
     return counts
 
 
 @pytest.fixture
 def fault_config(app):
-    app.config.update(SMS_MAX_RATE=400, SEND_BATCH_SIZE=500, SEND_CHUNK_SIZE=50,
-                      SEND_LEASE_SECONDS=3, SEND_REQUEUE_SECONDS=2, SEND_CONCURRENCY=4)
+    app.config.update(
+        SMS_MAX_RATE=400,
+        SEND_BATCH_SIZE=500,
+        SEND_CHUNK_SIZE=50,
+        SEND_LEASE_SECONDS=3,
+        SEND_REQUEUE_SECONDS=2,
+        SEND_CONCURRENCY=4,
+    )
 
 
-def test_worker_killed_mid_send(app, fault_config, dedicated_redis, kannel, worker_process,
-                                db_backend):
+def test_worker_killed_mid_send(
+    app, fault_config, dedicated_redis, kannel, worker_process, db_backend
+):
     _customers(N)
     message = make_approved_message()
     assert sending.dispatch_due() == [message.id]
     first = worker_process()
-    wait_for(lambda: len(kannel.received()) >= 600, 60, what="600 messages out",
-             context=first.output)
+    wait_for(
+        lambda: len(kannel.received()) >= 600, 60, what="600 messages out", context=first.output
+    )
     first.kill_hard()
     at_kill = len(kannel.received())
     assert at_kill < N, "the send finished before the kill: nothing was tested"
@@ -111,14 +149,16 @@ def test_worker_killed_mid_send(app, fault_config, dedicated_redis, kannel, work
     assert counts["unknown"] <= 2 * app.config["SEND_CHUNK_SIZE"]
 
 
-def test_redis_restarted_mid_send(app, fault_config, dedicated_redis, kannel, worker_process,
-                                  db_backend):
+def test_redis_restarted_mid_send(
+    app, fault_config, dedicated_redis, kannel, worker_process, db_backend
+):
     _customers(N)
     message = make_approved_message()
     assert sending.dispatch_due() == [message.id]
     worker = worker_process()
-    wait_for(lambda: len(kannel.received()) >= 500, 60, what="500 messages out",
-             context=worker.output)
+    wait_for(
+        lambda: len(kannel.received()) >= 500, 60, what="500 messages out", context=worker.output
+    )
     dedicated_redis.stop()  # every queued job is gone with it
     time.sleep(2)
     dedicated_redis.start()

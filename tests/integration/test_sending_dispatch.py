@@ -23,8 +23,12 @@ def test_dispatch_builds_recipients_and_sends_through_the_simulator(app, run_job
     assert run_jobs() == 0
 
     db.session.expire_all()
-    rows = {r.customer_id: r for r in db.session.execute(
-        select(Recipient).where(Recipient.message_id == message.id)).scalars()}
+    rows = {
+        r.customer_id: r
+        for r in db.session.execute(
+            select(Recipient).where(Recipient.message_id == message.id)
+        ).scalars()
+    }
     for c in agreed + [twin_a]:
         assert rows[c.id].status == "delivered", rows[c.id].reason
         assert rows[c.id].segments == 1 and rows[c.id].attempts == 1
@@ -39,7 +43,11 @@ def test_dispatch_builds_recipients_and_sends_through_the_simulator(app, run_job
     batches = db.session.execute(select(SendBatch)).scalars().all()
     assert run.batches == len(batches) and 3 <= len(batches) <= 5
     assert sum(b.size for b in batches) == 6 and all(b.size <= 2 for b in batches)
-    assert db.session.execute(select(func.count()).select_from(SendBatch)
-                              .where(SendBatch.status != "done")).scalar() == 0
+    assert (
+        db.session.execute(
+            select(func.count()).select_from(SendBatch).where(SendBatch.status != "done")
+        ).scalar()
+        == 0
+    )
     texts = db.session.execute(select(SimulatedSms.text)).scalars().all()
     assert len(texts) == 6 and set(texts) == {"【和兴证券】测试通知"}

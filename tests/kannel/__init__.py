@@ -93,16 +93,26 @@ class KannelPeer:
 
     def config(self) -> dict:
         """The app settings that make it send through this Kannel."""
-        return {"SMS_GATEWAY": "kannel", "KANNEL_SENDSMS_URL": self.sendsms_url,
-                "KANNEL_USERNAME": USERNAME, "KANNEL_PASSWORD": PASSWORD,
-                "KANNEL_FROM": "10690001", "KANNEL_WEBHOOK_TOKEN": self.token,
-                "PUBLIC_BASE_URL": self.callback_base}
+        return {
+            "SMS_GATEWAY": "kannel",
+            "KANNEL_SENDSMS_URL": self.sendsms_url,
+            "KANNEL_USERNAME": USERNAME,
+            "KANNEL_PASSWORD": PASSWORD,
+            "KANNEL_FROM": "10690001",
+            "KANNEL_WEBHOOK_TOKEN": self.token,
+            "PUBLIC_BASE_URL": self.callback_base,
+        }
 
     def _render(self) -> None:
         text = TEMPLATE.read_text()
-        values = {"RUNDIR": str(self.rundir), "LOG_LEVEL": str(self.log_level),
-                  "CALLBACK_BASE": self.callback_base, "TOKEN": quote(self.token, safe=""),
-                  "USERNAME": USERNAME, "PASSWORD": PASSWORD}
+        values = {
+            "RUNDIR": str(self.rundir),
+            "LOG_LEVEL": str(self.log_level),
+            "CALLBACK_BASE": self.callback_base,
+            "TOKEN": quote(self.token, safe=""),
+            "USERNAME": USERNAME,
+            "PASSWORD": PASSWORD,
+        }
         values.update({f"{name}_PORT": str(port) for name, port in self.ports.items()})
         for key, value in values.items():
             text = text.replace(f"@{key}@", value)
@@ -123,7 +133,11 @@ class KannelPeer:
         log = open(self.rundir / "fakesmsc.log", "ab")  # noqa: SIM115
         self.procs["fakesmsc"] = subprocess.Popen(
             [FAKESMSC, "-H", "127.0.0.1", "-r", str(self.ports["FAKESMSC"]), "-i", "0", "-v", "0"],
-            cwd=self.rundir, stdin=self._fifo_fd, stdout=log, stderr=log)
+            cwd=self.rundir,
+            stdin=self._fifo_fd,
+            stdout=log,
+            stderr=log,
+        )
         log.close()
 
     def start(self) -> KannelPeer:

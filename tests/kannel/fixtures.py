@@ -76,16 +76,31 @@ class WorkerProcess:
         self.log = tmp_path / "worker.log"
 
     def _write_config(self) -> str:
-        keys = ["SQLALCHEMY_DATABASE_URI", "SQLALCHEMY_ENGINE_OPTIONS", "REDIS_URL",
-                "SMS_GATEWAY", "KANNEL_SENDSMS_URL", "KANNEL_USERNAME", "KANNEL_PASSWORD",
-                "KANNEL_FROM", "KANNEL_WEBHOOK_TOKEN", "PUBLIC_BASE_URL", "SMS_MAX_RATE",
-                "SEND_BATCH_SIZE", "SEND_CHUNK_SIZE", "SEND_CONCURRENCY", "SEND_LEASE_SECONDS",
-                "SEND_REQUEUE_SECONDS", "SMS_GATEWAY_TIMEOUT"]
+        keys = [
+            "SQLALCHEMY_DATABASE_URI",
+            "SQLALCHEMY_ENGINE_OPTIONS",
+            "REDIS_URL",
+            "SMS_GATEWAY",
+            "KANNEL_SENDSMS_URL",
+            "KANNEL_USERNAME",
+            "KANNEL_PASSWORD",
+            "KANNEL_FROM",
+            "KANNEL_WEBHOOK_TOKEN",
+            "PUBLIC_BASE_URL",
+            "SMS_MAX_RATE",
+            "SEND_BATCH_SIZE",
+            "SEND_CHUNK_SIZE",
+            "SEND_CONCURRENCY",
+            "SEND_LEASE_SECONDS",
+            "SEND_REQUEUE_SECONDS",
+            "SMS_GATEWAY_TIMEOUT",
+        ]
         values = {k: self.app.config[k] for k in keys}
         module = self.tmp_path / "worker_test_config.py"
         lines = [f"    {key} = {value!r}\n" for key, value in values.items()]
-        module.write_text("import config\n\n\nclass WorkerTestConfig(config.TestConfig):\n"
-                          + "".join(lines))
+        module.write_text(
+            "import config\n\n\nclass WorkerTestConfig(config.TestConfig):\n" + "".join(lines)
+        )
         return "worker_test_config.WorkerTestConfig"
 
     def start(self) -> WorkerProcess:
@@ -93,8 +108,20 @@ class WorkerProcess:
         env = dict(os.environ, PYTHONPATH=f"{self.tmp_path}:{ROOT}")
         out = open(self.log, "ab")  # noqa: SIM115 (the child keeps it)
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py"), "--no-scheduler", "--queues", self.queues,
-             "--config", config_path], cwd=ROOT, env=env, stdout=out, stderr=out)
+            [
+                sys.executable,
+                str(ROOT / "worker.py"),
+                "--no-scheduler",
+                "--queues",
+                self.queues,
+                "--config",
+                config_path,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
         out.close()
         return self
 
@@ -156,9 +183,22 @@ class RedisServer:
     def start(self) -> RedisServer:
         # No persistence: a restart loses every job, the harder case.
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if not kannel_peer.wait_port(self.port, 10):
             raise RuntimeError("redis-server did not start")
         return self

@@ -31,11 +31,13 @@ class FakeSendsms(BaseHTTPRequestHandler):
         if mode == "drop":
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        status, body = {"ok": (202, "0: Accepted for delivery"),
-                        "queued": (202, "3: Queued for later delivery"),
-                        "auth": (403, "Authorization failed for sendsms"),
-                        "denied": (400, "Number(s) has/have been denied by white- and/or black-lists."),
-                        "down": (503, "Service unavailable")}[mode]
+        status, body = {
+            "ok": (202, "0: Accepted for delivery"),
+            "queued": (202, "3: Queued for later delivery"),
+            "auth": (403, "Authorization failed for sendsms"),
+            "denied": (400, "Number(s) has/have been denied by white- and/or black-lists."),
+            "down": (503, "Service unavailable"),
+        }[mode]
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/html")
@@ -61,14 +63,21 @@ def sendsms():
 
 
 def _gateway(port: int, **extra) -> KannelGateway:
-    config = {"KANNEL_SENDSMS_URL": f"http://127.0.0.1:{port}/cgi-bin/sendsms",
-              "KANNEL_USERNAME": "smsapp", "KANNEL_PASSWORD": "s3cret", "KANNEL_FROM": "10690001",
-              "KANNEL_DLR_MASK": 31, "SMS_GATEWAY_TIMEOUT": 1}
+    config = {
+        "KANNEL_SENDSMS_URL": f"http://127.0.0.1:{port}/cgi-bin/sendsms",
+        "KANNEL_USERNAME": "smsapp",
+        "KANNEL_PASSWORD": "s3cret",
+        "KANNEL_FROM": "10690001",
+        "KANNEL_DLR_MASK": 31,
+        "SMS_GATEWAY_TIMEOUT": 1,
+    }
     config.update(extra)
     return KannelGateway(config, dlr_base="http://app.example/webhooks/kannel/dlr?token=tok")
 
 
-SMS = Outgoing(recipient_id=42, mobile="13800138000", text="【和兴证券】您好，同意请回复Y", sender="")
+SMS = Outgoing(
+    recipient_id=42, mobile="13800138000", text="【和兴证券】您好，同意请回复Y", sender=""
+)
 
 
 def test_request_carries_utf8_ucs2_and_our_dlr_url(sendsms):
@@ -81,8 +90,9 @@ def test_request_carries_utf8_ucs2_and_our_dlr_url(sendsms):
     assert q["text"] == ["【和兴证券】您好，同意请回复Y"]
     assert q["charset"] == ["UTF-8"] and q["coding"] == ["2"]
     assert q["dlr-mask"] == ["31"]
-    assert q["dlr-url"] == ["http://app.example/webhooks/kannel/dlr?token=tok&rid=42"
-                            "&status=%d&answer=%A&ts=%T&fid=%F"]
+    assert q["dlr-url"] == [
+        "http://app.example/webhooks/kannel/dlr?token=tok&rid=42&status=%d&answer=%A&ts=%T&fid=%F"
+    ]
     gw.close()
 
 
@@ -102,10 +112,18 @@ def test_keep_alive_connection_is_reused(sendsms):
     gw.close()
 
 
-@pytest.mark.parametrize("mode, kind", [
-    ("ok", "accepted"), ("queued", "accepted"), ("auth", "transient"), ("down", "transient"),
-    ("denied", "permanent"), ("hang", "unknown"), ("drop", "unknown"),
-])
+@pytest.mark.parametrize(
+    "mode, kind",
+    [
+        ("ok", "accepted"),
+        ("queued", "accepted"),
+        ("auth", "transient"),
+        ("down", "transient"),
+        ("denied", "permanent"),
+        ("hang", "unknown"),
+        ("drop", "unknown"),
+    ],
+)
 def test_answers_map_to_outcomes(sendsms, mode, kind):
     sendsms.mode = mode
     result = _gateway(sendsms.server_port).submit(SMS)
@@ -142,7 +160,9 @@ def test_simulator_records_and_reports(app, run_jobs, db_backend):
     gw.flush()
     rows = db.session.execute(select(SimulatedSms).order_by(SimulatedSms.id)).scalars().all()
     assert [(r.mobile, r.text, r.status) for r in rows] == [
-        ("13812345678", "【和兴证券】测试", "sent"), ("13812340000", "【和兴证券】测试", "sent")]
+        ("13812345678", "【和兴证券】测试", "sent"),
+        ("13812340000", "【和兴证券】测试", "sent"),
+    ]
     assert run_jobs(["default"]) == 0
     from app.models import Recipient
 

@@ -30,7 +30,9 @@ class ScriptedGateway:
         answer = self.script.get(sms.mobile, "accepted")
         if isinstance(answer, Exception):
             raise answer
-        return SubmitResult(answer, reference=f"ref-{sms.recipient_id}", reason=f"scripted {answer}")
+        return SubmitResult(
+            answer, reference=f"ref-{sms.recipient_id}", reason=f"scripted {answer}"
+        )
 
     def flush(self):
         pass
@@ -57,8 +59,11 @@ def built(app, run_jobs):
 
 def _status(message_id):
     db.session.expire_all()
-    return dict(db.session.execute(
-        select(Recipient.mobile, Recipient.status).where(Recipient.message_id == message_id)).all())
+    return dict(
+        db.session.execute(
+            select(Recipient.mobile, Recipient.status).where(Recipient.message_id == message_id)
+        ).all()
+    )
 
 
 def test_a_batch_is_sent_once_however_often_its_job_runs(app, built, db_backend):
@@ -92,8 +97,11 @@ def test_a_dead_workers_chunk_becomes_unknown_and_the_rest_is_sent(app, built, d
     first_id = batch.first_id
     assert sending._claim(batch.id, "dead" * 8, utcnow())
     assert sending._owns(batch.id, "dead" * 8, inflight_lo=first_id, inflight_hi=first_id)
-    db.session.execute(update(SendBatch).where(SendBatch.id == batch.id)
-                       .values(heartbeat_at=utcnow() - timedelta(seconds=600)))
+    db.session.execute(
+        update(SendBatch)
+        .where(SendBatch.id == batch.id)
+        .values(heartbeat_at=utcnow() - timedelta(seconds=600))
+    )
     db.session.commit()
 
     gw = ScriptedGateway()
@@ -104,25 +112,39 @@ def test_a_dead_workers_chunk_becomes_unknown_and_the_rest_is_sent(app, built, d
     assert gw.sent == [customers[1].mobile]
     lost = db.session.get(Recipient, first_id)
     assert lost.reason == sending.LOST_REASON and lost.finished_at is not None
-    assert db.session.execute(select(AuditLog).where(AuditLog.action == "send.batch_taken_over")).scalar()
+    assert db.session.execute(
+        select(AuditLog).where(AuditLog.action == "send.batch_taken_over")
+    ).scalar()
 
 
 def test_a_late_answer_settles_the_unknown_truthfully(app, built, db_backend):
     message, customers, batches = built
     batch = batches[0]
-    db.session.execute(update(Recipient).where(Recipient.id == batch.first_id)
-                       .values(status="unknown", reason="lost"))
+    db.session.execute(
+        update(Recipient)
+        .where(Recipient.id == batch.first_id)
+        .values(status="unknown", reason="lost")
+    )
     db.session.commit()
     row = sending._Row(batch.first_id, customers[0].mobile, "", "", "china_mobile")
-    sending._record(batch, "nobody", [row], ["【和兴证券】测试通知"], [SubmitResult.accepted("r1")],
-                    {"default": "0.05"}, 3)
+    sending._record(
+        batch,
+        "nobody",
+        [row],
+        ["【和兴证券】测试通知"],
+        [SubmitResult.accepted("r1")],
+        {"default": "0.05"},
+        3,
+    )
     assert _status(message.id)[customers[0].mobile] == "submitted"
 
 
 def test_an_answer_never_overwrites_a_delivery_report(app, built, db_backend):
     message, customers, batches = built
     batch = batches[0]
-    db.session.execute(update(Recipient).where(Recipient.id == batch.first_id).values(status="delivered"))
+    db.session.execute(
+        update(Recipient).where(Recipient.id == batch.first_id).values(status="delivered")
+    )
     db.session.commit()
     row = sending._Row(batch.first_id, customers[0].mobile, "", "", "")
     sending._record(batch, "x", [row], ["t"], [SubmitResult.accepted("r")], {"default": "0.05"}, 3)
@@ -160,8 +182,11 @@ def test_transient_errors_back_off_then_fail(app, built, db_backend):
     # Too early: nobody may claim it before its backoff ends.
     assert sending.send_batch(batch.id, gateway=gw, limiter=UNLIMITED).outcome == "not_claimed"
     for _attempt in (2, 3):
-        db.session.execute(update(SendBatch).where(SendBatch.id == batch.id)
-                           .values(not_before=utcnow() - timedelta(seconds=1)))
+        db.session.execute(
+            update(SendBatch)
+            .where(SendBatch.id == batch.id)
+            .values(not_before=utcnow() - timedelta(seconds=1))
+        )
         db.session.commit()
         sending.send_batch(batch.id, gateway=gw, limiter=UNLIMITED)
     r = db.session.execute(select(Recipient).where(Recipient.mobile == mobile)).scalar_one()
@@ -184,7 +209,9 @@ def test_retry_unknown_is_an_audited_operator_action(app, built, user, db_backen
     sending.send_batch(new.id, gateway=ScriptedGateway(), limiter=UNLIMITED)
     assert set(_status(message.id).values()) == {"submitted"}
     assert db.session.get(Message, message.id).status == "sent"
-    entry = db.session.execute(select(AuditLog).where(AuditLog.action == "send.unknown_retried")).scalar_one()
+    entry = db.session.execute(
+        select(AuditLog).where(AuditLog.action == "send.unknown_retried")
+    ).scalar_one()
     assert entry.actor_id == admin.id and '"recipients": 1' in entry.details
     with pytest.raises(Conflict):
         sending.retry_unknown(message.id, actor=admin)
@@ -197,8 +224,11 @@ def test_recover_requeues_lost_jobs_and_takes_over_dead_batches(app, built, redi
     redis_conn.flushdb()  # the jobs the build queued are lost (a Redis restart)
     old = utcnow() - timedelta(seconds=600)
     db.session.execute(update(SendBatch).values(enqueued_at=old))
-    db.session.execute(update(SendBatch).where(SendBatch.id == batches[2].id)
-                       .values(status="sending", claim_token="z" * 32, heartbeat_at=old))
+    db.session.execute(
+        update(SendBatch)
+        .where(SendBatch.id == batches[2].id)
+        .values(status="sending", claim_token="z" * 32, heartbeat_at=old)
+    )
     db.session.commit()
     report = sending.recover()
     assert report["taken_over"] == 1 and report["requeued"] == 2

@@ -19,7 +19,7 @@ def sent_message(app, run_jobs):
     for i in range(3):
         make_customer(mobile=f"1391234001{i}")
     make_customer(consent="refused", mobile="13912340009")
-    make_customer(name="=HYPERLINK(\"http://x\")", mobile="13912340008", consent="undetermined")
+    make_customer(name='=HYPERLINK("http://x")', mobile="13912340008", consent="undetermined")
     message = make_approved_message()
     sending.dispatch_due()
     assert run_jobs() == 0
@@ -54,7 +54,11 @@ def test_message_page_includes_the_progress_shell(login_as, sent_message):
 
 def test_drafts_show_no_progress_box(login_as, app):
     message = make_approved_message(status="draft")
-    html = login_as("bj_staff").get(f"/messages/{message.id}/progress", htmx=True).get_data(as_text=True)
+    html = (
+        login_as("bj_staff")
+        .get(f"/messages/{message.id}/progress", htmx=True)
+        .get_data(as_text=True)
+    )
     assert "hidden" in html and "<progress" not in html
 
 
@@ -65,11 +69,15 @@ def test_other_branches_do_not_see_the_send(login_as, sent_message, path):
 
 def test_recipients_filter_and_masking(login_as, sent_message):
     client = login_as("bj_staff")
-    html = client.get(f"/messages/{sent_message.id}/recipients?status=suppressed").get_data(as_text=True)
+    html = client.get(f"/messages/{sent_message.id}/recipients?status=suppressed").get_data(
+        as_text=True
+    )
     assert html.count('class="tag send-suppressed"') == 2 and "send-delivered" not in html
     assert "139****0009" in html and "13912340009" not in html  # bj_staff sees masked numbers
     assert "拒绝接收" in html and "订阅状态未确定" in html  # the reasons, in words
-    fragment = client.get(f"/messages/{sent_message.id}/recipients", htmx=True).get_data(as_text=True)
+    fragment = client.get(f"/messages/{sent_message.id}/recipients", htmx=True).get_data(
+        as_text=True
+    )
     assert "<html" not in fragment and fragment.count("<tr>") == 6  # header + 5 rows
     admin = login_as("admin").get(f"/messages/{sent_message.id}/recipients").get_data(as_text=True)
     assert "13912340009" in admin
@@ -97,13 +105,22 @@ def test_csv_export_is_masked_safe_and_audited(login_as, sent_message, user):
     assert len(lines) == 6
     assert "139****0010" in text and "13912340010" not in text
     assert "'=HYPERLINK" in text  # never a live formula in Excel
-    entry = db.session.execute(select(AuditLog).where(AuditLog.action == "message.recipients_exported")).scalar_one()
+    entry = db.session.execute(
+        select(AuditLog).where(AuditLog.action == "message.recipients_exported")
+    ).scalar_one()
     assert entry.actor_id == user("bj_staff").id
 
 
 def test_retry_unknown_needs_the_operator_permission(login_as, sent_message, user):
-    r = db.session.execute(select(Recipient).where(Recipient.message_id == sent_message.id,
-                                                   Recipient.status == "delivered")).scalars().first()
+    r = (
+        db.session.execute(
+            select(Recipient).where(
+                Recipient.message_id == sent_message.id, Recipient.status == "delivered"
+            )
+        )
+        .scalars()
+        .first()
+    )
     r.status = "unknown"
     db.session.commit()
     assert login_as("bj_head").post(f"/messages/{sent_message.id}/retry-unknown").status_code == 403
@@ -119,6 +136,7 @@ def test_retry_unknown_needs_the_operator_permission(login_as, sent_message, use
 
 # ------------------------------------------------------------------ the reply inbox
 
+
 def _reply(mobile, text, external_id):
     reply, _ = replies.receive(gateway="json", mobile=mobile, text=text, external_id=external_id)
     db.session.commit()
@@ -133,7 +151,7 @@ def test_inbox_shows_the_branchs_own_replies(login_as, app):
     unknown = _reply("13700009999", "谁啊", "c")
     client = login_as("bj_staff")
     html = client.get("/replies").get_data(as_text=True)
-    assert f"/replies/{mine.id}" in html and f"/replies/{theirs.id}\"" not in html
+    assert f"/replies/{mine.id}" in html and f'/replies/{theirs.id}"' not in html
     assert client.get(f"/replies/{theirs.id}").status_code == 404
     assert client.get(f"/replies/{unknown.id}").status_code == 404
     nav = client.get("/dashboard").get_data(as_text=True)
@@ -155,8 +173,12 @@ def test_agreement_from_a_shared_number_is_recorded_for_the_chosen_customer(logi
     db.session.expire_all()
     assert db.session.get(Customer, b.id).consent == "agreed"
     assert db.session.get(Customer, a.id).consent == "undetermined"
-    event = db.session.execute(select(ConsentEvent).where(ConsentEvent.customer_id == b.id)).scalar_one()
-    assert event.channel == "sms_reply" and f"#{reply.id}" in event.evidence and "Y" in event.evidence
+    event = db.session.execute(
+        select(ConsentEvent).where(ConsentEvent.customer_id == b.id)
+    ).scalar_one()
+    assert (
+        event.channel == "sms_reply" and f"#{reply.id}" in event.evidence and "Y" in event.evidence
+    )
     handled = db.session.get(InboundReply, reply.id)
     assert handled.status == "handled" and handled.handled_by_id is not None
     # Handled once: a second decision is refused and changes nothing.
@@ -198,6 +220,7 @@ def test_reply_text_is_escaped(login_as, app):
 
 # ------------------------------------------------------------------ carrier simulator
 
+
 def test_simulator_phone_and_reply_as_the_customer(login_as, sent_message):
     client = login_as("admin")
     listing = client.get("/simulator").get_data(as_text=True)
@@ -206,7 +229,9 @@ def test_simulator_phone_and_reply_as_the_customer(login_as, sent_message):
     assert "【和兴证券】测试通知" in phone
     response = client.post("/simulator/13912340010/reply", {"text": "退订"})
     assert response.status_code == 302
-    customer = db.session.execute(select(Customer).where(Customer.mobile == "13912340010")).scalar_one()
+    customer = db.session.execute(
+        select(Customer).where(Customer.mobile == "13912340010")
+    ).scalar_one()
     db.session.refresh(customer)
     assert customer.consent == "refused"
     reply = db.session.execute(select(InboundReply)).scalar_one()
@@ -225,12 +250,20 @@ def test_simulator_refuses_replies_when_a_real_gateway_is_configured(app, login_
 
 # ------------------------------------------------------------------ permissions
 
-ROUTES = [("GET", "/messages/{m}/progress"), ("GET", "/messages/{m}/recipients"),
-          ("GET", "/messages/{m}/recipients.csv"), ("POST", "/messages/{m}/retry-unknown"),
-          ("GET", "/replies"), ("GET", "/replies/{r}"), ("POST", "/replies/{r}/handled"),
-          ("POST", "/replies/{r}/consent"), ("POST", "/replies/{r}/notes"),
-          ("GET", "/simulator"), ("GET", "/simulator/13900000000"),
-          ("POST", "/simulator/13900000000/reply")]
+ROUTES = [
+    ("GET", "/messages/{m}/progress"),
+    ("GET", "/messages/{m}/recipients"),
+    ("GET", "/messages/{m}/recipients.csv"),
+    ("POST", "/messages/{m}/retry-unknown"),
+    ("GET", "/replies"),
+    ("GET", "/replies/{r}"),
+    ("POST", "/replies/{r}/handled"),
+    ("POST", "/replies/{r}/consent"),
+    ("POST", "/replies/{r}/notes"),
+    ("GET", "/simulator"),
+    ("GET", "/simulator/13900000000"),
+    ("POST", "/simulator/13900000000/reply"),
+]
 
 
 @pytest.mark.parametrize("username", [u[0] for u in DEMO_USERS])
@@ -244,7 +277,9 @@ def test_each_route_checks_its_permission(app, client, login_as, user, username)
         path = pattern.format(m=message_id, r=reply_id)
         endpoint = app.url_map.bind("").match(path, method=method)[0]
         allowed = holder.can(*app.view_functions[endpoint].required_permissions)
-        response = client.get(path) if method == "GET" else client.post(path, {"state": "x", "text": ""})
+        response = (
+            client.get(path) if method == "GET" else client.post(path, {"state": "x", "text": ""})
+        )
         if allowed:
             assert response.status_code != 403 and response.status_code < 500, (username, path)
         else:

@@ -35,8 +35,11 @@ def _dlr(hooks, token=TOKEN, **params):
 
 def _signed(hooks, path, body: bytes, secret=SECRET, **headers):
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hooks.post(path, data=body, headers={"X-Signature": signature,
-                                                "Content-Type": "application/json", **headers})
+    return hooks.post(
+        path,
+        data=body,
+        headers={"X-Signature": signature, "Content-Type": "application/json", **headers},
+    )
 
 
 @pytest.fixture
@@ -46,6 +49,7 @@ def recipient(app):
 
 
 # ------------------------------------------------------------------ authentication
+
 
 @pytest.mark.parametrize("token", [None, "", "wrong", TOKEN + "x"])
 def test_kannel_dlr_with_a_bad_token_is_401_and_stores_nothing(hooks, recipient, token):
@@ -64,18 +68,23 @@ def test_kannel_webhooks_are_off_without_a_configured_token(app, hooks, recipien
 
 
 def test_kannel_mo_with_a_bad_token_changes_no_consent(hooks, recipient):
-    response = hooks.get("/webhooks/kannel/mo?" + urlencode({"token": "nope", "from": "8613911112222",
-                                                            "text": "N", "id": "x1"}))
+    response = hooks.get(
+        "/webhooks/kannel/mo?"
+        + urlencode({"token": "nope", "from": "8613911112222", "text": "N", "id": "x1"})
+    )
     assert response.status_code == 401
     assert _count(InboundReply) == 0 and _count(ConsentEvent) == 0
 
 
 @pytest.mark.parametrize("path", ["/webhooks/sms/status", "/webhooks/sms/inbound"])
 def test_json_webhooks_refuse_a_bad_or_missing_signature(hooks, recipient, path):
-    body = json.dumps({"recipient_id": recipient.id, "status": "delivered",
-                       "from": "13911112222", "text": "N"}).encode()
+    body = json.dumps(
+        {"recipient_id": recipient.id, "status": "delivered", "from": "13911112222", "text": "N"}
+    ).encode()
     assert _signed(hooks, path, body, secret="other").status_code == 401
-    assert hooks.post(path, data=body, headers={"Content-Type": "application/json"}).status_code == 401
+    assert (
+        hooks.post(path, data=body, headers={"Content-Type": "application/json"}).status_code == 401
+    )
     assert _count(DeliveryReport) == 0 and _count(InboundReply) == 0 and _count(ConsentEvent) == 0
 
 
@@ -87,6 +96,7 @@ def test_webhooks_need_no_login_and_no_csrf_token(hooks, recipient):
 
 # ------------------------------------------------------------------ delivery reports
 
+
 def test_kannel_dlr_delivered_is_applied_once(hooks, recipient):
     for _ in range(3):
         response = _dlr(hooks, rid=recipient.id, status=1, answer="")
@@ -97,7 +107,10 @@ def test_kannel_dlr_delivered_is_applied_once(hooks, recipient):
 
 
 def test_kannel_failed_report_keeps_the_smsc_answer(hooks, recipient):
-    assert _dlr(hooks, rid=recipient.id, status=16, answer="NACK/FAIL unknown subscriber").status_code == 200
+    assert (
+        _dlr(hooks, rid=recipient.id, status=16, answer="NACK/FAIL unknown subscriber").status_code
+        == 200
+    )
     db.session.expire_all()
     row = db.session.get(Recipient, recipient.id)
     assert row.status == "failed" and row.reason == "NACK/FAIL unknown subscriber"
@@ -146,8 +159,9 @@ def test_malformed_dlr_is_400(hooks, recipient):
 
 
 def test_json_status_report_and_its_repeat(hooks, recipient):
-    body = json.dumps([{"id": "evt-1", "recipient_id": recipient.id, "status": "failed",
-                        "error": "UNDELIV"}]).encode()
+    body = json.dumps(
+        [{"id": "evt-1", "recipient_id": recipient.id, "status": "failed", "error": "UNDELIV"}]
+    ).encode()
     for _ in range(2):
         response = _signed(hooks, "/webhooks/sms/status", body)
         assert response.status_code == 200
@@ -165,6 +179,7 @@ def test_malformed_json_is_400_and_stores_nothing(hooks, recipient, body):
 
 # ------------------------------------------------------------------ replies
 
+
 def _mo(hooks, **params):
     return hooks.get("/webhooks/kannel/mo?" + urlencode({"token": TOKEN, **params}))
 
@@ -174,11 +189,23 @@ def test_kannel_reply_n_refuses_every_customer_with_the_number(hooks, app):
     b = make_customer(mobile="13922223333", branch_code="SH01")
     other = make_customer(mobile="13922224444")
     for _ in range(2):  # Kannel retries with the same id: applied once
-        response = _mo(hooks, **{"from": "8613922223333", "to": "10690001", "text": " ｎ ",
-                                 "id": "mo-1", "ts": "1795531181"})
+        response = _mo(
+            hooks,
+            **{
+                "from": "8613922223333",
+                "to": "10690001",
+                "text": " ｎ ",
+                "id": "mo-1",
+                "ts": "1795531181",
+            },
+        )
         assert response.status_code == 200
     db.session.expire_all()
-    assert [db.session.get(Customer, c.id).consent for c in (a, b, other)] == ["refused", "refused", "agreed"]
+    assert [db.session.get(Customer, c.id).consent for c in (a, b, other)] == [
+        "refused",
+        "refused",
+        "agreed",
+    ]
     assert _count(InboundReply) == 1
     assert _count(ConsentEvent) == 2
     reply = db.session.execute(select(InboundReply)).scalar_one()
@@ -199,7 +226,9 @@ def test_gb18030_text_from_a_misconfigured_gateway(hooks, app):
 
 def test_json_body_in_gb18030(hooks, app):
     make_customer(mobile="13933335555", consent="undetermined")
-    body = json.dumps({"id": "in-gb", "from": "13933335555", "text": "同意"}, ensure_ascii=False).encode("gb18030")
+    body = json.dumps(
+        {"id": "in-gb", "from": "13933335555", "text": "同意"}, ensure_ascii=False
+    ).encode("gb18030")
     assert _signed(hooks, "/webhooks/sms/inbound", body).status_code == 200
     reply = db.session.execute(select(InboundReply)).scalar_one()
     assert reply.text == "同意" and reply.status == "auto"
@@ -208,7 +237,9 @@ def test_json_body_in_gb18030(hooks, app):
 def test_a_reply_of_ten_thousand_characters_goes_to_the_inbox_whole(hooks, app):
     make_customer(mobile="13944445555")
     text = ("请不要再给我发短信了" * 1000)[:10_000]
-    body = json.dumps({"id": "long-1", "from": "13944445555", "text": text}, ensure_ascii=False).encode()
+    body = json.dumps(
+        {"id": "long-1", "from": "13944445555", "text": text}, ensure_ascii=False
+    ).encode()
     assert _signed(hooks, "/webhooks/sms/inbound", body).status_code == 200
     reply = db.session.execute(select(InboundReply)).scalar_one()
     assert len(reply.text) == 10_000 and reply.status == "open" and reply.intent == "other"
@@ -241,10 +272,15 @@ def test_reply_without_a_sender_is_400(hooks, app):
 def test_kannel_post_url_variant_with_a_charset(hooks, app):
     """Kannel's post-url sends the text as the body and the sender in X-Kannel-From."""
     c = make_customer(mobile="13966667777")
-    response = hooks.post(f"/webhooks/kannel/mo?token={TOKEN}&id=post-1",
-                          data="退订".encode("gb18030"),
-                          headers={"Content-Type": "text/plain; charset=GB18030",
-                                   "X-Kannel-From": "8613966667777", "X-Kannel-To": "10690001"})
+    response = hooks.post(
+        f"/webhooks/kannel/mo?token={TOKEN}&id=post-1",
+        data="退订".encode("gb18030"),
+        headers={
+            "Content-Type": "text/plain; charset=GB18030",
+            "X-Kannel-From": "8613966667777",
+            "X-Kannel-To": "10690001",
+        },
+    )
     assert response.status_code == 200
     reply = db.session.execute(select(InboundReply)).scalar_one()
     assert (reply.text, reply.to_number, reply.status) == ("退订", "10690001", "auto")

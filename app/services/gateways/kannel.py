@@ -40,8 +40,9 @@ def is_gsm(text: str) -> bool:
 def callback_base(endpoint: str, **values) -> str:
     """An absolute URL of one of our routes as the gateway must call it (PUBLIC_BASE_URL)."""
     base = urlsplit(current_app.config["PUBLIC_BASE_URL"])
-    adapter = current_app.url_map.bind(base.netloc, script_name=base.path or "/",
-                                       url_scheme=base.scheme or "http")
+    adapter = current_app.url_map.bind(
+        base.netloc, script_name=base.path or "/", url_scheme=base.scheme or "http"
+    )
     return adapter.build(endpoint, values, force_external=True)
 
 
@@ -78,8 +79,10 @@ class KannelGateway:
         message are encoded once; a batch sends one text to many numbers, so the last
         text's encoding is kept too (this runs thousands of times a second)."""
         if self._prefix is None:
-            common = urlencode({"username": self.username, "password": self.password,
-                                "charset": "UTF-8"}, quote_via=quote)
+            common = urlencode(
+                {"username": self.username, "password": self.password, "charset": "UTF-8"},
+                quote_via=quote,
+            )
             self._prefix = f"{self.path}?{common}"
             if self.dlr_mask:
                 head = quote(f"{self.dlr_base}&rid=", safe="")
@@ -89,9 +92,14 @@ class KannelGateway:
         cached = self._text_cache
         if cached is None or cached[0] != sms.text:
             coding = "0" if is_gsm(sms.text) else "2"
-            cached = self._text_cache = (sms.text, f"&coding={coding}&text={quote(sms.text, safe='')}")
-        path = (f"{self._prefix}&from={quote(sms.sender or self.default_sender, safe='')}"
-                f"&to={quote(sms.mobile, safe='')}{cached[1]}")
+            cached = self._text_cache = (
+                sms.text,
+                f"&coding={coding}&text={quote(sms.text, safe='')}",
+            )
+        path = (
+            f"{self._prefix}&from={quote(sms.sender or self.default_sender, safe='')}"
+            f"&to={quote(sms.mobile, safe='')}{cached[1]}"
+        )
         if self.dlr_mask:
             path += f"{self._dlr_head}{sms.recipient_id}{self._dlr_tail}"
         return path

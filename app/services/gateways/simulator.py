@@ -30,9 +30,16 @@ class SimulatorGateway:
 
     def submit(self, sms: Outgoing) -> SubmitResult:
         with self._lock:
-            self._pending.append({"recipient_id": sms.recipient_id, "mobile": sms.mobile,
-                                  "sender": sms.sender or self.sender, "text": sms.text,
-                                  "status": "sent", "created_at": utcnow()})
+            self._pending.append(
+                {
+                    "recipient_id": sms.recipient_id,
+                    "mobile": sms.mobile,
+                    "sender": sms.sender or self.sender,
+                    "text": sms.text,
+                    "status": "sent",
+                    "created_at": utcnow(),
+                }
+            )
         return SubmitResult.accepted(f"SIM{sms.recipient_id}")
 
     def flush(self) -> None:
@@ -45,8 +52,12 @@ class SimulatorGateway:
         db.session.commit()
         from app.jobs import enqueue
 
-        enqueue("app.jobs.sending.simulate_reports", [r["recipient_id"] for r in rows],
-                queue_name="default", retry=None)
+        enqueue(
+            "app.jobs.sending.simulate_reports",
+            [r["recipient_id"] for r in rows],
+            queue_name="default",
+            retry=None,
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -59,20 +70,30 @@ def report(recipient_ids: list[int]) -> int:
     from app.services import delivery_reports
 
     suffix = current_app.config.get("SIMULATOR_FAIL_SUFFIX") or ""
-    rows = db.session.execute(
-        select(SimulatedSms).where(SimulatedSms.recipient_id.in_(recipient_ids),
-                                   SimulatedSms.status == "sent")
-    ).scalars().all()
+    rows = (
+        db.session.execute(
+            select(SimulatedSms).where(
+                SimulatedSms.recipient_id.in_(recipient_ids), SimulatedSms.status == "sent"
+            )
+        )
+        .scalars()
+        .all()
+    )
     now = utcnow()
     for row in rows:
         failed = bool(suffix) and row.mobile.endswith(suffix)
         delivery_reports.apply_report(
-            gateway="simulator", recipient_id=row.recipient_id,
+            gateway="simulator",
+            recipient_id=row.recipient_id,
             outcome="failed" if failed else "delivered",
             code="UNDELIV" if failed else "DELIVRD",
             detail="simulated: subscriber unreachable" if failed else "",
-            dedupe_key=f"simulator:{row.id}")
-        db.session.execute(update(SimulatedSms).where(SimulatedSms.id == row.id)
-                           .values(status="failed" if failed else "delivered", reported_at=now))
+            dedupe_key=f"simulator:{row.id}",
+        )
+        db.session.execute(
+            update(SimulatedSms)
+            .where(SimulatedSms.id == row.id)
+            .values(status="failed" if failed else "delivered", reported_at=now)
+        )
     db.session.commit()
     return len(rows)
