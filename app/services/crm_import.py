@@ -26,6 +26,7 @@ the CRM may and may not change are in docs/crm-import.md.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import functools
 import gc
@@ -821,11 +822,24 @@ class RowChecker:
 
 
 class Staging:
-    """The temporary tables of one import, on the import transaction's connection."""
+    """The temporary tables of one import, on the import transaction's connection.
+
+    On PostgreSQL the checked rows flow through ONE long ``COPY crm_stage`` for the whole
+    file, so the server stores them while Python checks the next ones (a COPY per batch
+    would wait for the server at every batch); tag rows are derived from the staged tags
+    in SQL, and row errors wait in memory until the stream pauses. SQLite, in-process,
+    takes each batch with ``executemany``, tags in a table of their own.
+    """
+
+    ERROR_BUFFER = 20_000  # row errors held before the stream pauses to write them
 
     def __init__(self, conn: Connection):
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
+        self._cursor = None
+        self._copy_cm = None
+        self._copy = None
+        self._errors: list[tuple] = []
 
     def on_commit(self) -> str:
         return " ON COMMIT DROP" if self.pg else ""
@@ -847,9 +861,50 @@ class Staging:
             f"tags varchar(400), active {boolean}, row_hash varchar(40), raw text, "
             f"dup {boolean} NOT NULL DEFAULT false)" + self.on_commit()
         )
-        self.conn.exec_driver_sql(
-            "CREATE TEMP TABLE crm_tags (line_no integer, tag varchar(40))" + self.on_commit()
-        )
+        if not self.pg:
+            self.conn.exec_driver_sql(
+                "CREATE TEMP TABLE crm_tags (line_no integer, tag varchar(40))"
+            )
+
+    def add(self, stage_rows: list[tuple], tag_rows: list[tuple], error_rows: list[tuple]) -> None:
+        """Stage one batch of checked rows with their tags and row errors."""
+        if not self.pg:
+            self.write("crm_stage", STAGE_COLUMNS, stage_rows)
+            self.write("crm_tags", ("line_no", "tag"), tag_rows)
+            self.write("import_row_errors", ERROR_COLUMNS, error_rows)
+            return
+        self._errors.extend(error_rows)
+        if len(self._errors) >= self.ERROR_BUFFER:
+            self.pause()
+        if self._copy is None:
+            self._cursor = self.conn.connection.driver_connection.cursor()
+            self._copy_cm = self._cursor.copy(
+                f"COPY crm_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
+            )
+            self._copy = self._copy_cm.__enter__()
+        write_row = self._copy.write_row
+        for row in stage_rows:
+            write_row(row)
+
+    def abort(self) -> None:
+        """Cancel a running COPY so that the transaction can roll back."""
+        if self._copy is not None:
+            copy_cm, self._copy, self._copy_cm = self._copy_cm, None, None
+            # The server answers the cancelled COPY with an error: expected here.
+            with contextlib.suppress(Exception):
+                copy_cm.__exit__(RuntimeError, RuntimeError("import stopped"), None)
+            self._cursor.close()
+            self._cursor = None
+
+    def pause(self) -> None:
+        """End the running COPY (waiting for the server) and write the buffered errors."""
+        if self._copy is not None:
+            copy_cm, self._copy, self._copy_cm = self._copy_cm, None, None
+            copy_cm.__exit__(None, None, None)
+            self._cursor.close()
+            self._cursor = None
+        errors, self._errors = self._errors, []
+        self.write("import_row_errors", ERROR_COLUMNS, errors)
 
     def write(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
         """Bulk-append ``rows``: COPY on PostgreSQL, one executemany on SQLite."""
@@ -875,11 +930,11 @@ class Staging:
         )
         self.write("crm_shared", ("mobile",), [(m,) for m in sorted(shared_mobiles)])
         self.conn.exec_driver_sql("CREATE INDEX crm_stage_crm_id ON crm_stage (crm_id)")
-        self.conn.exec_driver_sql("CREATE INDEX crm_tags_line ON crm_tags (line_no)")
         if self.pg:
             self.conn.exec_driver_sql("ALTER TABLE crm_stage ADD PRIMARY KEY (line_no)")
             self.conn.exec_driver_sql("ANALYZE crm_stage")
-            self.conn.exec_driver_sql("ANALYZE crm_tags")
+        else:
+            self.conn.exec_driver_sql("CREATE INDEX crm_tags_line ON crm_tags (line_no)")
 
     def sql(self, statement: str, **params):
         return self.conn.execute(text(statement), params)
@@ -1135,6 +1190,9 @@ def _load(run: ImportRun, source, staging: Staging, progress: Progress):
     gc.disable()
     try:
         rows = _load_rows(source, staging, checker, progress)
+    except BaseException:
+        staging.abort()
+        raise
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -1161,9 +1219,7 @@ def _load_rows(source, staging: Staging, checker: RowChecker, progress: Progress
             error_rows.extend(errors)
         rows += 1
         if len(stage_rows) >= BATCH_ROWS:
-            staging.write("crm_stage", STAGE_COLUMNS, stage_rows)
-            staging.write("crm_tags", ("line_no", "tag"), tag_rows)
-            staging.write("import_row_errors", ERROR_COLUMNS, error_rows)
+            staging.add(stage_rows, tag_rows, error_rows)
             stage_rows, tag_rows, error_rows = [], [], []
             now = time.monotonic()
             if now - last_report >= 0.5:
@@ -1172,9 +1228,8 @@ def _load_rows(source, staging: Staging, checker: RowChecker, progress: Progress
                 progress(
                     int(fraction * READ_SHARE) if fraction is not None else None, rows, "reading"
                 )
-    staging.write("crm_stage", STAGE_COLUMNS, stage_rows)
-    staging.write("crm_tags", ("line_no", "tag"), tag_rows)
-    staging.write("import_row_errors", ERROR_COLUMNS, error_rows)
+    staging.add(stage_rows, tag_rows, error_rows)
+    staging.pause()
     return rows
 
 
@@ -1279,9 +1334,14 @@ WHERE d.is_new = 1 ORDER BY s.crm_id""",
             "WHERE is_new = 0 AND tags_changed = 1)"
         )
         st.sql(
-            "INSERT INTO customer_tags (customer_id, tag) "
-            "SELECT c.id, t.tag FROM crm_diff d JOIN crm_tags t ON t.line_no = d.line_no "
-            "JOIN customers c ON c.crm_id = d.crm_id WHERE d.tags_changed = 1 "
+            "INSERT INTO customer_tags (customer_id, tag) SELECT c.id, t.tag "
+            + (
+                "FROM crm_diff d JOIN crm_stage s ON s.line_no = d.line_no "
+                "CROSS JOIN LATERAL unnest(string_to_array(s.tags, ';')) AS t(tag) "
+                if st.pg
+                else "FROM crm_diff d JOIN crm_tags t ON t.line_no = d.line_no "
+            )
+            + "JOIN customers c ON c.crm_id = d.crm_id WHERE d.tags_changed = 1 "
             # In customer order, the foreign-key checks walk the customers' pages once.
             "ORDER BY c.id"
         )

@@ -223,3 +223,34 @@ def test_gb18030_detection_does_not_take_utf8_for_it(app):
     text_ = "欧阳娜娜,𠀀"  # a CJK Extension B character: four bytes in both encodings
     assert codecs.decode(text_.encode("gb18030"), "gb18030") == text_
     assert not _is_utf8(text_.encode("gb18030"))
+
+
+def test_a_bad_line_deep_in_the_file_stops_the_stream_cleanly(app, db_backend, tmp_path):
+    """A CSV error after several staged batches: the running COPY is cancelled, nothing is
+    kept, and the same connection imports the next file normally."""
+    rows = [make_crm_row(f"C{i:05d}", mobile=f"139{i:08d}") for i in range(1, 12_001)]
+    bad = make_crm_extract(tmp_path / "bad.csv", rows + ['C99999,"' + "x" * 200_000 + '"'])
+    run = run_file(bad)
+    assert (run.status, run.error_code, run.error_param_dict["line"]) == (
+        "failed",
+        "not_csv",
+        "12002",
+    )
+    assert customers() == {}
+    good = run_file(make_crm_extract(tmp_path / "good.csv", rows[:10]))
+    assert good.status == "succeeded" and len(customers()) == 10
+
+
+def test_row_errors_are_kept_when_the_stream_pauses_for_them(
+    app, db_backend, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(crm_import, "BATCH_ROWS", 2)
+    monkeypatch.setattr(crm_import.Staging, "ERROR_BUFFER", 3)
+    rows = []
+    for i in range(1, 21):
+        rows.append(
+            make_crm_row(f"C{i:03d}", mobile=f"139{i:08d}", risk_level="C9" if i % 3 == 0 else "C2")
+        )
+    run = run_file(make_crm_extract(tmp_path / "x.csv", rows))
+    assert (run.count_new, run.count_invalid) == (14, 6)
+    assert crm_import.error_count(run.id) == 6
