@@ -84,6 +84,8 @@ class Config:
     SIMULATOR_FAIL_SUFFIX = os.environ.get("SIMULATOR_FAIL_SUFFIX", "0000")
     # the daily consent inquiry, Asia/Shanghai wall-clock time.
     CONSENT_INQUIRY_TIME = os.environ.get("CONSENT_INQUIRY_TIME", "15:00")
+    # the daily recount of the frequency cap's capped customers, Asia/Shanghai.
+    CAP_RECOUNT_TIME = os.environ.get("CAP_RECOUNT_TIME", "00:10")
 
     # REST API for interface users (R-15; docs/api.md).
     API_MAX_RECIPIENTS = _env_int("API_MAX_RECIPIENTS", 1000)  # per call; more: 413

@@ -18,11 +18,15 @@ from app.models.customers import (
     CustomerTag,
     Handover,
     MobileCheck,
+    SharedMobile,
+    SharedMobileState,
 )
 from app.models.imports import ImportRowError, ImportRun
 from app.models.messages import (
     AudienceUpload,
     AudienceUploadRow,
+    CappedCustomer,
+    CapState,
     ContentRule,
     Message,
     MessageApproval,
@@ -51,6 +55,8 @@ __all__ = [
     "TemplateApproval",
     "AudienceUpload",
     "AudienceUploadRow",
+    "CappedCustomer",
+    "CapState",
     "AuditLog",
     "ConsentEvent",
     "ContentRule",
@@ -75,6 +81,8 @@ __all__ = [
     "ScheduledRun",
     "SendBatch",
     "SendRun",
+    "SharedMobile",
+    "SharedMobileState",
     "SimulatedSms",
     "Unit",
     "User",

@@ -160,3 +160,24 @@ class MobileCheck(db.Model):
     checked_by = relationship("User")
 
     __table_args__ = (Index("ix_mobile_checks_branch_status", "branch_id", "status"),)
+
+
+class SharedMobile(db.Model):
+    """A mobile number more than one customer has (family accounts, a shared desk phone).
+    Kept by the CRM import, the only writer of customers' numbers, for the audience
+    preview's duplicate count (R-45); see ``app.services.customers.recount_shared_mobiles``."""
+
+    __tablename__ = "shared_mobiles"
+
+    mobile: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class SharedMobileState(db.Model):
+    """When ``shared_mobiles`` was counted: the highest customer id then. A customer added
+    since (another id) makes it stale, and readers count from ``customers`` instead."""
+
+    __tablename__ = "shared_mobiles_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    max_customer_id: Mapped[int] = mapped_column(Integer)
+    recounted_at: Mapped[datetime] = mapped_column(DateTime)

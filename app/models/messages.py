@@ -7,10 +7,11 @@ columns marked "contract" and must not need others renamed.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -199,3 +200,31 @@ class AudienceUploadRow(db.Model):
         ForeignKey("audience_uploads.id", ondelete="CASCADE"), primary_key=True
     )
     value: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class CappedCustomer(db.Model):
+    """A customer another message of ``category`` would take over its frequency cap, up to
+    and including the Asia/Shanghai day ``capped_through`` (R-46). Kept by
+    ``app.services.frequency_caps``; a cache of what ``recipients`` says, rebuilt from it."""
+
+    __tablename__ = "capped_customers"
+
+    category: Mapped[str] = mapped_column(String(12), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    capped_through: Mapped[date] = mapped_column(Date)
+
+    __table_args__ = (
+        Index("ix_capped_customers_through", "category", "capped_through", "customer_id"),
+    )
+
+
+class CapState(db.Model):
+    """The cap settings a category's ``capped_customers`` were counted with (None: exempt),
+    and the row the category's builds and recounts lock to run one at a time."""
+
+    __tablename__ = "cap_state"
+
+    category: Mapped[str] = mapped_column(String(12), primary_key=True)
+    day_cap: Mapped[int | None] = mapped_column(Integer)
+    week_cap: Mapped[int | None] = mapped_column(Integer)
+    recounted_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -21,7 +21,7 @@ The preview counts it (``preview``); the sending area builds its recipients from
 Consent: every category needs "agreed" (R-30); only the consent inquiry (R-33) goes to
 "undetermined" customers and never to refused ones. The frequency cap (R-46, Art 12)
 counts the category's messages already sent to the customer in the send's calendar day
-and the six days before (``sent_counts_since`` over the sending area's ``recipients``).
+and the six days before (``app.services.frequency_caps``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -41,7 +41,6 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    column,
     exists,
     false,
     func,
@@ -50,16 +49,25 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    table,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.extensions import db
-from app.models import AudienceUpload, AudienceUploadRow, Customer, CustomerTag, Message, Unit, User
+from app.models import (
+    AudienceUpload,
+    AudienceUploadRow,
+    Customer,
+    CustomerTag,
+    Message,
+    SharedMobile,
+    Unit,
+    User,
+)
 from app.models.customers import RISK_LEVELS
 from app.models.messages import UPLOAD_KINDS
-from app.services import audit, message_settings
+from app.services import audit, customers, frequency_caps, message_settings
 from app.services.errors import NotFound, PermissionDenied, ValidationError
 from app.timeutil import utcnow
 
@@ -74,24 +82,12 @@ REASON_LABELS = {
     "cap": _l("over the frequency cap"),
     "duplicate": _l("duplicate number"),
 }
-# Recipient outcomes that count towards the cap: the message went out or may have.
-CAP_COUNTED_STATUSES = ("queued", "submitted", "delivered", "unknown")
 MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 CRM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
 UPLOAD_MAX_LINES = 1_000_000
 BAD_LINES_KEPT = 200
 _LIST_MAX = 500
-
-# The sending area's table (migration 0005), named here rather than imported so that this
-# module depends only on the agreed columns.
-recipients = table(
-    "recipients",
-    column("message_id", Integer),
-    column("customer_id", Integer),
-    column("status", String),
-    column("created_at"),
-)
 
 
 @dataclass
@@ -236,95 +232,6 @@ def required_consent(category: str) -> str:
     return "undetermined" if category == "inquiry" else "agreed"
 
 
-# A message's recipients are built right after it starts sending; this much slack covers a
-# build that was slow or retried.
-BUILD_SLACK = timedelta(days=1)
-
-
-def _recent_messages(category: str, since: datetime, exclude_message_id: int | None):
-    recent = select(Message.id).where(
-        Message.category == category,
-        Message.send_started_at >= since - BUILD_SLACK,
-    )
-    if exclude_message_id is not None:
-        recent = recent.where(Message.id != exclude_message_id)
-    return recent
-
-
-def sent_counts_since(
-    day_start: datetime,
-    week_start: datetime,
-    category: str,
-    exclude_message_id: int | None = None,
-    within=None,
-):
-    """Per customer, the messages of ``category`` sent since ``day_start`` and since
-    ``week_start`` (naive UTC), as a subquery ``(customer_id, day_n, week_n)``.
-
-    Reads the sending area's ``recipients`` (migration 0005): a row counts while its
-    status says the message went out or may have (CAP_COUNTED_STATUSES). The rows are
-    reached through the category's messages that started sending in the window (with
-    BUILD_SLACK), i.e. through ``recipients``' message index: the table grows to hundreds
-    of millions of rows and is never scanned by time alone. ``within``, a select of
-    customer ids, limits the count to those customers."""
-    q = (
-        select(
-            recipients.c.customer_id.label("customer_id"),
-            func.sum(case((recipients.c.created_at >= day_start, 1), else_=0)).label("day_n"),
-            func.count().label("week_n"),
-        )
-        .where(
-            recipients.c.message_id.in_(_recent_messages(category, week_start, exclude_message_id)),
-            recipients.c.created_at >= week_start,
-            recipients.c.customer_id.is_not(None),
-            recipients.c.status.in_(CAP_COUNTED_STATUSES),
-        )
-        .group_by(recipients.c.customer_id)
-    )
-    if within is not None:
-        q = q.where(recipients.c.customer_id.in_(within))
-    return q.subquery("sent")
-
-
-def capped_customers(
-    cap: message_settings.Cap,
-    send_at: datetime,
-    category: str,
-    exclude_message_id: int | None = None,
-    within=None,
-):
-    """The customers a send of ``category`` at ``send_at`` would take over ``cap`` (R-46):
-    a subquery of ``customer_id``, or None when nobody can be over it.
-
-    A message gives a customer at most one recipient row, so fewer recent messages than the
-    cap means nobody reached it: that limit is dropped, and with only the daily limit left
-    just today's sends are counted."""
-    day_start, week_start = message_settings.cap_windows(send_at)
-    n_day, n_week = db.session.execute(
-        select(
-            select(func.count())
-            .select_from(_recent_messages(category, day_start, exclude_message_id).subquery())
-            .scalar_subquery(),
-            select(func.count())
-            .select_from(_recent_messages(category, week_start, exclude_message_id).subquery())
-            .scalar_subquery(),
-        )
-    ).one()
-    by_day = bool(cap.day) and n_day >= cap.day
-    by_week = bool(cap.week) and n_week >= cap.week
-    if not (by_day or by_week):
-        return None
-    sent = sent_counts_since(
-        day_start, week_start if by_week else day_start, category, exclude_message_id, within
-    )
-    over = []
-    if by_day:
-        over.append(sent.c.day_n >= cap.day)
-    if by_week:
-        over.append(sent.c.week_n >= cap.week)
-    return select(sent.c.customer_id).where(or_(*over)).subquery("capped")
-
-
 def _criteria(t, spec: AudienceSpec, unit: Unit) -> list:
     """The audience's conditions on the customers table (or an alias of it) ``t``."""
     c = t.c
@@ -364,7 +271,7 @@ def _is_narrow(spec: AudienceSpec, unit: Unit) -> bool:
     return 0 < len(spec.branches) <= NARROW_BRANCHES
 
 
-def _customer_rows(
+def _capped(
     spec: AudienceSpec,
     *,
     unit: Unit,
@@ -372,6 +279,20 @@ def _customer_rows(
     send_at: datetime,
     exclude_message_id: int | None,
 ):
+    """The customers the category's frequency cap leaves out of a send at ``send_at``: a
+    subquery of ``customer_id``, or None when the category is exempt or nobody is over."""
+    cap = message_settings.cap_for(category)
+    if cap is None:
+        return None
+    within = None
+    if _is_narrow(spec, unit):
+        scope_t = Customer.__table__.alias("cap_scope")
+        within = select(scope_t.c.id).where(*_criteria(scope_t, spec, unit))
+    return frequency_caps.capped(cap, send_at, category, exclude_message_id, within=within)
+
+
+def _customer_rows(spec: AudienceSpec, *, unit: Unit, category: str, capped=None):
+    """The customer audience with each row's first reason, the cap's from ``capped``."""
     t = Customer.__table__
     c = t.c
     q = select(
@@ -381,25 +302,34 @@ def _customer_rows(
         c.mobile.label("mobile"),
         c.carrier.label("carrier"),
     ).where(*_criteria(t, spec, unit))
-
-    consent = required_consent(category)
-    whens = [(c.active.is_(False), "inactive"), (c.consent == "refused", "refused")]
-    if consent == "agreed":
-        whens.append((c.consent != "agreed", "undetermined"))
-    else:
-        whens.append((c.consent != "undetermined", "agreed"))
-    whens.append((c.mobile_status != "valid", "invalid_mobile"))
-    cap = message_settings.cap_for(category)
-    if cap is not None:
-        within = None
-        if _is_narrow(spec, unit):
-            scope_t = Customer.__table__.alias("cap_scope")
-            within = select(scope_t.c.id).where(*_criteria(scope_t, spec, unit))
-        capped = capped_customers(cap, send_at, category, exclude_message_id, within=within)
-        if capped is not None:
-            q = q.outerjoin(capped, capped.c.customer_id == c.id)
-            whens.append((capped.c.customer_id.is_not(None), "cap"))
+    whens = [
+        (c.active.is_(False), "inactive"),
+        (c.consent == "refused", "refused"),
+        (c.consent != required_consent(category), _consent_reason(category)),
+        (c.mobile_status != "valid", "invalid_mobile"),
+    ]
+    if capped is not None:
+        # Joined as (customer_id, TRUE): the reason then depends on a constant, not on the
+        # capped customer's id, and the planner rightly expects a few dozen (reason,
+        # carrier) groups, so it counts them in its parallel workers.
+        flagged = select(capped.c.customer_id, true().label("capped")).subquery("flagged")
+        q = q.outerjoin(flagged, flagged.c.customer_id == c.id)
+        whens.append((flagged.c.capped.is_(True), "cap"))
     return q.add_columns(case(*whens, else_=null()).label("reason"))
+
+
+def _consent_reason(category: str) -> str:
+    """Why a customer whose consent is not the one the category needs is left out."""
+    return "undetermined" if required_consent(category) == "agreed" else "agreed"
+
+
+def _eligible_before_cap(c, category: str) -> list:
+    """The conditions of a customer (columns ``c``) that no reason before the cap excludes."""
+    return [
+        c.active.is_(True),
+        c.consent == required_consent(category),
+        c.mobile_status == "valid",
+    ]
 
 
 def _staff_rows(spec: AudienceSpec, *, unit: Unit):
@@ -441,13 +371,14 @@ def rows_select(
     if spec.kind == "staff":
         base = _staff_rows(spec, unit=unit)
     else:
-        base = _customer_rows(
+        capped = _capped(
             spec,
             unit=unit,
             category=category,
             send_at=send_at,
             exclude_message_id=exclude_message_id,
         )
+        base = _customer_rows(spec, unit=unit, category=category, capped=capped)
     inner = base.subquery("audience")
     first_eligible = func.row_number().over(
         partition_by=inner.c.mobile,
@@ -564,27 +495,78 @@ def _counts_by_rows(spec, unit, category, send_at):
 
 def _customer_counts(spec, unit, category, send_at, exclude_message_id):
     """(reason, carrier, n) for a customer audience, equal to counting ``rows_select`` but
-    without its window over every row, so a million customers count in well under a second.
+    without its window over every row, so a million customers count in under a second.
 
-    1. every row's first reason (or none), grouped: one parallel scan;
-    2. the numbers shared by several customers: for a company-wide audience from the
-       mobile index alone, for a branch-sized one from its own rows;
-    3. among the eligible rows with such a number, all but one per number are duplicates
-       (``rows_select`` keeps the lowest id: the count is the same).
+    1. every row's first reason (or none), grouped: one parallel scan of the customers,
+       the capped ones (a kept list, ``frequency_caps``) joined in;
+    2. the numbers shared by several customers: for a company-wide audience from
+       ``shared_mobiles`` (kept by the import; else from the mobile index), for a
+       branch-sized one from its own rows. Among the eligible rows with such a number, all
+       but the lowest id's are duplicates, as in ``rows_select``.
     """
-    base = _customer_rows(
-        spec, unit=unit, category=category, send_at=send_at, exclude_message_id=exclude_message_id
-    ).subquery("base")
     pg = db.session.get_bind().dialect.name == "postgresql"
     if pg:
-        # Room for the grouping in memory (the default 4 MB spills to disk at 1M rows).
+        # Room for the grouping in memory (the default 4 MB spills to disk at 1M rows), and
+        # no JIT compilation: it costs more (~150 ms) than it saves here.
         db.session.execute(text("SET LOCAL work_mem = '64MB'"))
+        db.session.execute(text("SET LOCAL jit = off"))
+    capped = _capped(
+        spec,
+        unit=unit,
+        category=category,
+        send_at=send_at,
+        exclude_message_id=exclude_message_id,
+    )
+    base = _customer_rows(spec, unit=unit, category=category, capped=capped).subquery("base")
     grouped = db.session.execute(
         select(base.c.reason, base.c.carrier, func.count()).group_by(base.c.reason, base.c.carrier)
     ).all()
     counts = {(reason, carrier): n for reason, carrier, n in grouped}
     if not any(reason is None for reason, _c in counts):
         return [(r, c, n) for (r, c), n in counts.items()]
+    if not _is_narrow(spec, unit) and customers.shared_mobiles_current():
+        dup_rows = _duplicates_of_shared(spec, unit, category, capped)
+    else:
+        dup_rows = _duplicates_by_rows(base, spec, unit, pg)
+    for carrier, duplicates in dup_rows:
+        counts[(None, carrier)] -= duplicates
+        counts[("duplicate", carrier)] = counts.get(("duplicate", carrier), 0) + duplicates
+    return [(r, c, n) for (r, c), n in counts.items() if n]
+
+
+def _duplicates_of_shared(spec, unit, category, capped) -> list:
+    """(carrier, duplicates) among the eligible customers whose number is in
+    ``shared_mobiles``: looked up number by number through the mobile index (a few
+    thousand lookups instead of a scan of every customer)."""
+    shared = SharedMobile.__table__.alias("shared")
+    t = Customer.__table__
+    holders = (
+        select(t.c.id, t.c.mobile, t.c.carrier)
+        .where(t.c.mobile == shared.c.mobile, *_criteria(t, spec, unit))
+        .where(*_eligible_before_cap(t.c, category))
+        .offset(0)  # keeps the lookup per number (a planner fence)
+        .lateral("holders")
+    )
+    rows = (
+        select(holders.c.id, holders.c.mobile, holders.c.carrier)
+        .select_from(shared)
+        .join(holders, literal(True))
+    )
+    if capped is not None:
+        rows = rows.where(holders.c.id.not_in(select(capped.c.customer_id)))
+    rows = rows.subquery("holders_eligible")
+    ranked = select(
+        rows.c.carrier,
+        func.row_number().over(partition_by=rows.c.mobile, order_by=rows.c.id).label("rn"),
+    ).subquery("ranked")
+    return db.session.execute(
+        select(ranked.c.carrier, func.count()).where(ranked.c.rn > 1).group_by(ranked.c.carrier)
+    ).all()
+
+
+def _duplicates_by_rows(base, spec, unit, pg: bool) -> list:
+    """(carrier, duplicates) from the audience's own rows ``base``: for a branch-sized
+    audience, or while ``shared_mobiles`` is not current."""
     if _is_narrow(spec, unit):
         # A branch-sized audience finds its shared numbers among its own rows.
         in_shared = base.c.mobile.in_(
@@ -596,7 +578,7 @@ def _customer_counts(spec, unit, category, send_at, exclude_message_id):
     else:
         shared = _shared_mobiles(pg)
         if not shared:
-            return [(r, c, n) for (r, c), n in counts.items()]
+            return []
         if pg:
             in_shared = base.c.mobile == any_(bindparam("shared", shared, type_=ARRAY(String)))
         else:
@@ -611,15 +593,11 @@ def _customer_counts(spec, unit, category, send_at, exclude_message_id):
         .where(base.c.reason.is_(None), in_shared)
         .subquery("shared_rows")
     )
-    dup_rows = db.session.execute(
+    return db.session.execute(
         select(shared_rows.c.carrier, func.count())
         .where(shared_rows.c.rn > 1)
         .group_by(shared_rows.c.carrier)
     ).all()
-    for carrier, duplicates in dup_rows:
-        counts[(None, carrier)] -= duplicates
-        counts[("duplicate", carrier)] = counts.get(("duplicate", carrier), 0) + duplicates
-    return [(r, c, n) for (r, c), n in counts.items() if n]
 
 
 def _shared_mobiles(pg: bool) -> list[str]:

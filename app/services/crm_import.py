@@ -54,7 +54,7 @@ from sqlalchemy.engine import Connection
 from app.extensions import db
 from app.models import ImportRowError, ImportRun, Unit, User
 from app.services import audit
-from app.services.customers import normalize_mobile
+from app.services.customers import normalize_mobile, recount_shared_mobiles
 from app.services.errors import DomainError, ValidationError
 from app.timeutil import local_today, utcnow
 
@@ -1155,6 +1155,8 @@ def _execute(run: ImportRun, source, staging: Staging, progress: Progress) -> No
     staging.finish_loading(checker.shared_mobiles)
     del checker
     counts = _apply(run, staging, rows, progress)
+    # Numbers are written only here: recount the ones several customers share.
+    recount_shared_mobiles()
     now = utcnow()
     run.rows_processed = rows
     run.count_new = counts["new"]

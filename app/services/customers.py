@@ -24,16 +24,26 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from flask_babel import gettext as _
-from sqlalchemy import Select, Text, cast, exists, func, literal_column, or_, select
+from sqlalchemy import Select, Text, cast, exists, func, literal_column, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import array as pg_array
 from sqlalchemy.orm import selectinload
 
 from app.extensions import db
-from app.models import ConsentEvent, Customer, CustomerEvent, CustomerTag, Unit, User
+from app.models import (
+    ConsentEvent,
+    Customer,
+    CustomerEvent,
+    CustomerTag,
+    SharedMobile,
+    SharedMobileState,
+    Unit,
+    User,
+)
 from app.models.customers import CONSENT_STATES, RISK_LEVELS
 from app.services import scope
 from app.services.errors import NotFound, ValidationError
+from app.timeutil import utcnow
 
 # Counting stops here: an exact count of a million rows costs more than it tells anyone,
 # and "more than 1,000 match" tells the user to narrow the search just as well.
@@ -388,3 +398,37 @@ def staff_in_scope(user: User, branch_id: int | None = None) -> list[User]:
     else:
         query = query.join(Unit, Unit.id == User.unit_id).where(Unit.kind == "branch")
     return list(db.session.execute(query.order_by(User.unit_id, User.username)).scalars())
+
+
+# ------------------------------------------------------------------ shared numbers
+
+
+def recount_shared_mobiles() -> int:
+    """Recount ``shared_mobiles``, the numbers more than one customer has, in one grouped
+    read of the mobile index; returns how many. The CRM import, the only writer of
+    customers' numbers, calls it before it commits; so do the demo and benchmark data.
+    The caller commits."""
+    c = Customer.__table__.c
+    db.session.execute(SharedMobile.__table__.delete())
+    db.session.execute(
+        SharedMobile.__table__.insert().from_select(
+            ["mobile"], select(c.mobile).group_by(c.mobile).having(func.count() > 1)
+        )
+    )
+    state = db.session.get(SharedMobileState, 1) or SharedMobileState(id=1)
+    state.max_customer_id = db.session.execute(select(func.max(c.id))).scalar() or 0
+    state.recounted_at = utcnow()
+    db.session.add(state)
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("ANALYZE shared_mobiles"))
+    return db.session.execute(select(func.count()).select_from(SharedMobile)).scalar_one()
+
+
+def shared_mobiles_current() -> bool:
+    """True when ``shared_mobiles`` was counted with today's customers: no customer was
+    added since (numbers change only through the import, which recounts)."""
+    state = db.session.get(SharedMobileState, 1)
+    if state is None:
+        return False
+    newest = db.session.execute(select(func.max(Customer.id))).scalar() or 0
+    return state.max_customer_id == newest

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 from app.models import DeliveryReport, Recipient
+from app.services import frequency_caps
 from app.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -116,4 +117,6 @@ def apply_report(
         ),
         {"id": recipient_id, "status": outcome, "reason": reason, "now": now},
     ).rowcount
+    if changed and outcome == "failed":
+        frequency_caps.release(recipient_id)  # a failed send does not count towards the cap
     return ReportResult(True, True, bool(changed))

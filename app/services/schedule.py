@@ -47,6 +47,12 @@ MINUTE_TASKS.append(MinuteTask("sending.recover", "app.jobs.sending.recover"))
 DAILY_TASKS.append(DailyTask("consent_inquiry", "CONSENT_INQUIRY_TIME", "15:00",
                              "app.jobs.sending.consent_inquiry"))
 
+# Messages: the frequency cap's kept list follows the settings, and is recounted
+# whole once a day.
+MINUTE_TASKS.append(MinuteTask("frequency_caps.recount_stale",
+                               "app.jobs.messages.recount_stale_caps"))
+DAILY_TASKS.append(DailyTask("frequency_caps.recount", "CAP_RECOUNT_TIME", "00:10",
+                             "app.jobs.messages.recount_caps"))
 # Customers: the T+1 CRM import of the newest extract.
 DAILY_TASKS.append(DailyTask("crm_import", "CRM_IMPORT_TIME", "06:30",
                              "app.jobs.imports.daily_import"))

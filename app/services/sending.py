@@ -60,7 +60,7 @@ from sqlalchemy.orm import aliased
 from app.extensions import db
 from app.models import Customer, Message, Recipient, SendBatch, SendRun
 from app.models.messages import COMMERCIAL_CATEGORIES
-from app.services import audit, message_settings, segments
+from app.services import audit, frequency_caps, message_settings, segments
 from app.services.errors import Conflict, NotFound
 from app.services.gateways import Outgoing, SubmitResult, get_gateway
 from app.services.ratelimit import RateLimiter, Reservation
@@ -229,6 +229,9 @@ def build_recipients(message_id: int) -> SendRun | None:
     message = db.session.get(Message, message_id)
     if run is None or message is None or run.state != "building":
         return None
+    # Builds of one category run one at a time, each seeing the sends of the one before
+    # it: the frequency cap (R-46) is evaluated and its kept list updated under one lock.
+    frequency_caps.lock(message.category)
     now = utcnow()
     size = max(int(current_app.config["SEND_BATCH_SIZE"]), 1)
     a = _audience(message, now)
@@ -289,6 +292,7 @@ def build_recipients(message_id: int) -> SendRun | None:
         )
         total, queued = sum(counts.values()), counts.get("queued", 0)
     counts = {"queued": queued, "suppressed": total - queued}
+    capped = frequency_caps.recount(message.category, message_id=message_id, now=now)
     if message.category == "inquiry":
         # R-33: asked once, never again, whether the number went out or was a duplicate.
         db.session.execute(
@@ -330,6 +334,7 @@ def build_recipients(message_id: int) -> SendRun | None:
             "queued": queued,
             "suppressed": counts["suppressed"],
             "batches": len(batches),
+            "now_capped": capped,
         },
     )
     if not batches:
@@ -946,7 +951,25 @@ def finish_run_if_done(message_id: int) -> bool:
         return False
     _mark_sent(message_id, now)
     db.session.commit()
+    _recount_failed(message_id)
     return True
+
+
+def _recount_failed(message_id: int) -> None:
+    """Failed sends do not count towards the frequency cap: recount their customers."""
+    category = db.session.execute(
+        select(Message.category).where(Message.id == message_id)
+    ).scalar_one()
+    failed = db.session.execute(
+        select(Recipient.id)
+        .where(Recipient.message_id == message_id, Recipient.status == "failed")
+        .limit(1)
+    ).first()
+    if failed is None or message_settings.cap_for(category) is None:
+        return
+    frequency_caps.lock(category)
+    frequency_caps.recount(category, message_id=message_id, statuses=("failed",))
+    db.session.commit()
 
 
 def _mark_sent(message_id: int, now: datetime) -> None:
