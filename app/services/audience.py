@@ -525,7 +525,7 @@ def _customer_counts(spec, unit, category, send_at, exclude_message_id):
     if not any(reason is None for reason, _c in counts):
         return [(r, c, n) for (r, c), n in counts.items()]
     if not _is_narrow(spec, unit) and customers.shared_mobiles_current():
-        dup_rows = _duplicates_of_shared(spec, unit, category, capped)
+        dup_rows = _duplicates_of_shared(spec, unit, category, capped, pg)
     else:
         dup_rows = _duplicates_by_rows(base, spec, unit, pg)
     for carrier, duplicates in dup_rows:
@@ -534,24 +534,25 @@ def _customer_counts(spec, unit, category, send_at, exclude_message_id):
     return [(r, c, n) for (r, c), n in counts.items() if n]
 
 
-def _duplicates_of_shared(spec, unit, category, capped) -> list:
+def _duplicates_of_shared(spec, unit, category, capped, pg: bool) -> list:
     """(carrier, duplicates) among the eligible customers whose number is in
     ``shared_mobiles``: looked up number by number through the mobile index (a few
     thousand lookups instead of a scan of every customer)."""
     shared = SharedMobile.__table__.alias("shared")
     t = Customer.__table__
-    holders = (
-        select(t.c.id, t.c.mobile, t.c.carrier)
-        .where(t.c.mobile == shared.c.mobile, *_criteria(t, spec, unit))
-        .where(*_eligible_before_cap(t.c, category))
-        .offset(0)  # keeps the lookup per number (a planner fence)
-        .lateral("holders")
+    holders = select(t.c.id, t.c.mobile, t.c.carrier).where(
+        *_criteria(t, spec, unit), *_eligible_before_cap(t.c, category)
     )
-    rows = (
-        select(holders.c.id, holders.c.mobile, holders.c.carrier)
-        .select_from(shared)
-        .join(holders, literal(True))
-    )
+    if pg:
+        # A lateral subquery behind OFFSET 0 (a planner fence) keeps the lookup per
+        # number; joined plainly, PostgreSQL prefers to scan every customer.
+        holders = holders.where(t.c.mobile == shared.c.mobile).offset(0).lateral("holders")
+        rows = select(holders).select_from(shared).join(holders, true())
+    else:
+        holders = holders.subquery("holders")
+        rows = (
+            select(holders).select_from(shared).join(holders, holders.c.mobile == shared.c.mobile)
+        )
     if capped is not None:
         rows = rows.where(holders.c.id.not_in(select(capped.c.customer_id)))
     rows = rows.subquery("holders_eligible")

@@ -23,10 +23,11 @@ Who keeps it:
   (``lock``) from before it reads the audience until it commits, and recounts the
   customers it queued (``recount``) in the same transaction; builds of one category thus
   run one at a time and each sees the previous one's sends;
-- a finished run recounts its customers whose sends failed;
-- every minute the scheduler recounts every category whose list was made with other cap
-  settings than today's, or never (``recount_stale``), and once a day every capped
-  category, so failures reported later by carriers free their slots (``recount_all``).
+- a finished run recounts its customers whose sends failed, and a carrier's later report
+  that a send failed recounts its customer (``release``);
+- every minute the scheduler recounts every category whose list was counted with other
+  cap settings than today's, or never (``recount_all(only_stale=True)``), and once a day
+  every capped category (``recount_all()``).
 
 ``state`` (one row per category) records the settings the list was made with. While it
 does not match the settings, ``capped`` counts live from ``recipients`` instead: slower,
@@ -214,12 +215,15 @@ def live_capped(
 # ====================================================================== keeping the list
 
 
-def lock(category: str) -> bool:
+def lock(category: str, *, wait: bool = True) -> bool:
     """Take the category's lock for the rest of the transaction (PostgreSQL row lock on its
     ``cap_state`` row; SQLite serialises writers anyway). False when the category has no
-    state row yet (before the first recount)."""
+    state row yet (before the first recount), or, with ``wait=False``, when another
+    transaction holds the lock."""
     row = db.session.execute(
-        select(CapState.category).where(CapState.category == category).with_for_update()
+        select(CapState.category)
+        .where(CapState.category == category)
+        .with_for_update(skip_locked=not wait)
     ).first()
     return row is not None
 
@@ -324,7 +328,9 @@ def recount(
         db.session.execute(text("SET LOCAL work_mem = '64MB'"))
     db.session.execute(gone.execution_options(synchronize_session=False))
     capped_n = 0
-    if cap is not None:
+    # With fewer of the category's messages in the window than a limit nobody reached it
+    # (a message gives a customer one send): a build of a fresh category costs nothing.
+    if cap is not None and any(_can_reach(cap, category, now, None)):
         today = local_day(now)
         # Sends before the week of today's send can no longer count against anyone.
         _day_start, week_start = message_settings.cap_windows(now)
@@ -395,7 +401,11 @@ def recount_all(*, only_stale: bool = False, now: datetime | None = None) -> dic
 
 def release(recipient_id: int) -> None:
     """A send reported failed after the fact (a carrier's delivery report) no longer counts:
-    recount its customer if the cap holds them. The caller commits."""
+    recount its customer if the cap holds them. The caller commits.
+
+    A report must not wait for a build of the category (seconds at a million customers):
+    while one holds the lock the customer stays capped until the next recount (the run's
+    end or the daily one), erring towards sending less."""
     row = db.session.execute(
         select(Recipient.customer_id, Message.category)
         .join(Message, Message.id == Recipient.message_id)
@@ -409,5 +419,5 @@ def release(recipient_id: int) -> None:
             CappedCustomer.customer_id == row.customer_id,
         )
     ).first()
-    if held is not None and lock(row.category):
+    if held is not None and lock(row.category, wait=False):
         recount(row.category, customer_id=row.customer_id)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Recipient
-from app.services import audience, frequency_caps, message_settings
+from app.services import audience, customers, frequency_caps, message_settings
 from app.services.errors import NotFound, PermissionDenied, ValidationError
 from app.timeutil import local_to_utc
 from tests.factories import make_approved_message, make_customer, unit
@@ -330,16 +330,22 @@ def test_message_rows_for_the_sending_area(known, caps_from):
     }
 
 
+@pytest.mark.parametrize("shared_kept", [True, False])
 @pytest.mark.parametrize("narrow_up_to", [10, 0])
-def test_preview_counts_equal_the_rows_the_send_builds(known, caps_from, monkeypatch, narrow_up_to):
+def test_preview_counts_equal_the_rows_the_send_builds(
+    known, caps_from, monkeypatch, narrow_up_to, shared_kept
+):
     """The fast count and the per-row select agree, duplicates and caps included, both for
-    a branch-sized audience and a company-wide one (shared numbers from the whole table,
-    caps counted over every recent send)."""
+    a branch-sized audience and a company-wide one (shared numbers from the kept list, as
+    the import leaves it, or from the whole table; caps kept or counted live)."""
     monkeypatch.setattr(audience, "NARROW_BRANCHES", narrow_up_to)
     bj = unit("BJ01")
     author_unit = unit("OPS")  # an HQ department: scope is every branch
     make_customer(mobile="13900000002", consent="refused")  # shares b's number, excluded anyway
     make_customer(mobile="13900000003", carrier="china_telecom")  # a pair, carriers differing
+    if shared_kept:
+        assert customers.recount_shared_mobiles() == 3
+    assert customers.shared_mobiles_current() is shared_kept
     _sent(known["c"], datetime(2030, 1, 10, 9, 0), n=2)
     send_at = local_to_utc(datetime(2030, 1, 10, 15, 0))
     for category in ("market", "notice"):
@@ -377,3 +383,16 @@ def test_fewer_recent_messages_than_the_cap_skip_the_count(known):
     _sent(known["a"], datetime(2030, 1, 10, 11, 0))
     capped = frequency_caps.live_capped(cap, send_at, "market")
     assert db.session.execute(select(capped.c.customer_id)).scalars().all() == [known["a"].id]
+
+
+def test_shared_mobiles_go_stale_when_a_customer_is_added(known, monkeypatch):
+    monkeypatch.setattr(audience, "NARROW_BRANCHES", 0)  # company-wide: the kept list is used
+    assert not customers.shared_mobiles_current()  # never counted
+    assert customers.recount_shared_mobiles() == 1  # a and dup
+    db.session.commit()
+    assert customers.shared_mobiles_current()
+    make_customer(mobile="13900000002")  # now b's number is shared too, the list is stale
+    assert not customers.shared_mobiles_current()
+    bj = unit("BJ01")
+    p = audience.preview(_spec(branches=[bj.id]), unit=unit("OPS"), category="notice")
+    assert p.excluded["duplicate"] == 2

@@ -5,10 +5,11 @@ change of the settings makes it stale until the scheduler recounts it."""
 import json
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditLog, CappedCustomer, Recipient
+from app.models import AuditLog, CappedCustomer, CapState, Recipient
 from app.services import audience, delivery_reports, frequency_caps, message_settings, sending
 from app.timeutil import local_to_utc, local_today
 from tests.factories import make_approved_message, make_customer, unit
@@ -77,9 +78,7 @@ def test_kept_list_answers_as_the_live_count_day_by_day(app):
         if offset in expected:
             assert kept == expected[offset], offset
     through = dict(
-        db.session.execute(
-            select(CappedCustomer.customer_id, CappedCustomer.capped_through)
-        ).all()
+        db.session.execute(select(CappedCustomer.customer_id, CappedCustomer.capped_through)).all()
     )
     assert through[five_in_week.id] == d[9].date()
     assert through[two_yesterday_three_more.id] == (d[4] + timedelta(days=6)).date()
@@ -183,3 +182,26 @@ def test_changed_settings_count_live_until_the_scheduler_recounts(app, user):
     db.session.commit()
     assert frequency_caps.recount_all(only_stale=True) == {"market": 0}
     assert db.session.execute(select(CappedCustomer)).first() is None
+
+
+def test_builds_of_a_category_take_turns_on_its_lock(app, db_backend):
+    """PostgreSQL: a build holds its category's row lock until it commits; a failure report
+    does not wait for it (it skips the recount), and other categories are not held."""
+    if db_backend != "postgresql":
+        pytest.skip("SQLite serialises writers by itself")
+
+    def free(category: str) -> bool:
+        with db.engine.connect() as other:
+            row = other.execute(
+                select(CapState.category)
+                .where(CapState.category == category)
+                .with_for_update(skip_locked=True)
+            ).first()
+            other.rollback()
+        return row is not None
+
+    frequency_caps.recount_all()
+    assert frequency_caps.lock("market")
+    assert not free("market") and free("advisory")
+    db.session.rollback()
+    assert free("market")
