@@ -12,6 +12,11 @@ def select_locale() -> str:
     cookie = request.cookies.get("lang")
     if cookie in current_app.config["LANGUAGES"]:
         return cookie
+    if request.blueprint == "api":
+        # Interface users have no session: their Accept-Language chooses; Chinese first.
+        return request.accept_languages.best_match(
+            current_app.config["LANGUAGES"], current_app.config["BABEL_DEFAULT_LOCALE"]
+        )
     return current_app.config["BABEL_DEFAULT_LOCALE"]
 
 

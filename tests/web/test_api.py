@@ -27,7 +27,10 @@ def auth(key: str, **extra) -> dict:
 
 
 def post(client, key, body, **headers):
-    return client.c.post(URL, json=body, headers=auth(key, **headers))
+    client._fresh_globals()  # each call a request of its own, as for a real client
+    response = client.c.post(URL, json=body, headers=auth(key, **headers))
+    client._fresh_globals()
+    return response
 
 
 def count(model) -> int:
@@ -144,6 +147,21 @@ def test_missing_or_extra_variables_are_422_naming_them(client, setup):
     response = post(client, key, body)
     assert response.status_code == 422 and response.json["field"] == "recipients[0].vars.name"
     assert count(Message) == 0 and count(ApiMessage) == 0
+
+
+def test_error_messages_follow_accept_language(client, setup):
+    """Interface users have no session: Chinese by default, English when asked; the error
+    code is the same either way."""
+    api_client, key, template, customers = setup
+    body = body_for(template, customers)
+    del body["recipients"][0]["vars"]["amount"]
+    chinese = post(client, key, body)
+    english = post(client, key, body, **{"Accept-Language": "en-GB,en;q=0.9"})
+    assert chinese.status_code == english.status_code == 422
+    assert chinese.json["error"] == english.json["error"] == "invalid"
+    assert chinese.json["message"] != english.json["message"]
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in chinese.json["message"])
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in english.json["message"])
 
 
 @pytest.mark.parametrize("change, field", [
