@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from app.extensions import db
@@ -85,6 +88,33 @@ def create_user(*, username: str, display_name: str, unit: Unit, password: str,
                  "superior": superior.username if superior else None},
     )
     return user
+
+
+STAFF_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+
+
+def set_mobile(user: User, raw: str, *, actor: User) -> User:
+    """Set (or, given nothing, clear) the work mobile a user's internal notices go to
+    (R-45); the caller commits. The audit row keeps the numbers' last four digits only."""
+    from app.services.customers import normalize_mobile
+
+    mobile = normalize_mobile(raw or "")
+    if mobile and not STAFF_MOBILE_RE.match(mobile):
+        raise ValidationError(_("A mobile number is 11 digits starting with 1."))
+    if mobile == (user.mobile or ""):
+        return user
+    before, user.mobile = user.mobile or "", mobile
+    audit.record(
+        "user.mobile_changed",
+        actor=actor,
+        target=user,
+        details={"before": _tail(before), "after": _tail(mobile)},
+    )
+    return user
+
+
+def _tail(mobile: str) -> str:
+    return f"…{mobile[-4:]}" if mobile else ""
 
 
 def unit_approvers(unit_id: int) -> list[User]:

@@ -12,8 +12,8 @@ from app.extensions import db
 from app.models import LoginEvent, Role, Unit, User
 from app.permissions import PERMISSIONS
 from app.security import permission_required
-from app.services import auth
-from app.services.errors import NotFound
+from app.services import auth, org
+from app.services.errors import NotFound, ValidationError
 from app.views.nav import USER_PANELS, collect_panels
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -84,6 +84,22 @@ def unlock_user(user_id: int):
     user = db.session.get(User, user_id) or _missing()
     auth.unlock(user, actor=current_user)
     flash(_("The account %(name)s is unlocked.", name=user.username), "success")
+    return redirect(url_for("admin.view_user", user_id=user.id))
+
+
+@bp.post("/users/<int:user_id>/mobile")
+@permission_required("admin.users")
+def set_user_mobile(user_id: int):
+    """The work mobile the user's internal notices go to."""
+    user = db.session.get(User, user_id) or _missing()
+    try:
+        org.set_mobile(user, request.form.get("mobile", ""), actor=current_user)
+    except ValidationError as exc:
+        db.session.rollback()
+        flash(str(exc.message), "error")
+    else:
+        db.session.commit()
+        flash(_("The work mobile of %(name)s is saved.", name=user.username), "success")
     return redirect(url_for("admin.view_user", user_id=user.id))
 
 
