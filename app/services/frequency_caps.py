@@ -362,6 +362,23 @@ def recount(
     return capped_n
 
 
+# From this many queued recipients a build recounts its category whole: one pass over the
+# category's week of sends is cheaper than picking a large message's customers out of it
+# (measured at a million customers: 3.6 s whole against 6.7 s for 400,000 customers).
+WHOLE_RECOUNT_FROM = 50_000
+
+
+def recount_after_build(category: str, message_id: int, queued: int, now: datetime):
+    """The recipient build's recount (the caller holds ``lock`` and commits): the customers
+    it queued, or for a large build the whole category. None for an exempt category or a
+    list that is not current and was not recounted whole."""
+    if message_settings.cap_for(category) is None:
+        return None
+    if queued >= WHOLE_RECOUNT_FROM:
+        return recount(category, now=now)
+    return recount(category, message_id=message_id, now=now)
+
+
 def recount_all(*, only_stale: bool = False, now: datetime | None = None) -> dict[str, int]:
     """Recount every category whose list is not current (``only_stale``) or every capped
     one, each in a transaction of its own under its lock. Returns {category: capped}."""

@@ -292,7 +292,7 @@ def build_recipients(message_id: int) -> SendRun | None:
         )
         total, queued = sum(counts.values()), counts.get("queued", 0)
     counts = {"queued": queued, "suppressed": total - queued}
-    capped = frequency_caps.recount(message.category, message_id=message_id, now=now)
+    capped = frequency_caps.recount_after_build(message.category, message_id, queued, now)
     if message.category == "inquiry":
         # asked once, never again, whether the number went out or was a duplicate.
         db.session.execute(
@@ -334,7 +334,7 @@ def build_recipients(message_id: int) -> SendRun | None:
             "queued": queued,
             "suppressed": counts["suppressed"],
             "batches": len(batches),
-            "now_capped": capped,
+            "capped": capped,
         },
     )
     if not batches:

@@ -121,7 +121,7 @@ def test_builds_keep_the_list_and_failure_reports_free_the_slot(app, run_jobs):
         .scalars()
         .first()
     )
-    assert json.loads(built.details)["now_capped"] == 2
+    assert json.loads(built.details)["capped"] == 2
 
     # One of b's messages is still waiting for its report (submitted), which then says it
     # failed: b has only one send today.
