@@ -56,7 +56,9 @@ class Config:
 
     # Sending. SMS_GATEWAY: "simulator" (development, training) or "kannel".
     SMS_GATEWAY = os.environ.get("SMS_GATEWAY", "simulator")
-    KANNEL_SENDSMS_URL = os.environ.get("KANNEL_SENDSMS_URL", "http://127.0.0.1:13013/cgi-bin/sendsms")
+    KANNEL_SENDSMS_URL = os.environ.get(
+        "KANNEL_SENDSMS_URL", "http://127.0.0.1:13013/cgi-bin/sendsms"
+    )
     KANNEL_USERNAME = os.environ.get("KANNEL_USERNAME", "")
     KANNEL_PASSWORD = os.environ.get("KANNEL_PASSWORD", "")
     KANNEL_FROM = os.environ.get("KANNEL_FROM", "10690001")

@@ -34,9 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scheduler", action="store_true", help="run only the worker")
     parser.add_argument("--queues", default="", help="comma-separated queue names")
     parser.add_argument("--config", default=None, help="config class, e.g. config.DevConfig")
-    parser.add_argument("--no-fork", action="store_true",
-                        help="run jobs in the worker process instead of a forked horse each "
-                             "(faster for the many short `send` jobs)")
+    parser.add_argument(
+        "--no-fork",
+        action="store_true",
+        help="run jobs in the worker process instead of a forked horse each "
+        "(faster for the many short `send` jobs)",
+    )
     args = parser.parse_args(argv)
 
     from app import create_app
@@ -46,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     scheduler = None
     if not args.no_scheduler:
         ctx = multiprocessing.get_context("spawn")
-        scheduler = ctx.Process(target=run_scheduler, args=(args.config,), name="rq-cron",
-                                daemon=True)
+        scheduler = ctx.Process(
+            target=run_scheduler, args=(args.config,), name="rq-cron", daemon=True
+        )
         scheduler.start()
 
     def stop_scheduler(*_):
@@ -86,12 +90,16 @@ def run_worker(app, queues: list[str], on_sigterm, *, simple: bool = False) -> N
             worker.work(with_scheduler=True, logging_level="INFO")
             delay = 1.0
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            logging.getLogger("worker").error("Redis unreachable (%s); retrying in %.0fs", exc, delay)
+            logging.getLogger("worker").error(
+                "Redis unreachable (%s); retrying in %.0fs", exc, delay
+            )
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
             continue
         # RQ records a requested (warm) shutdown here; only an unasked exit is retried.
-        if getattr(worker, "_shutdown_requested_date", None) or getattr(worker, "_stop_requested", False):
+        if getattr(worker, "_shutdown_requested_date", None) or getattr(
+            worker, "_stop_requested", False
+        ):
             return
         logging.getLogger("worker").warning("the worker quit unasked; starting it again")
         time.sleep(delay)

@@ -27,15 +27,21 @@ _TITLES = {
 def _render(status: int, message: str):
     title = str(_TITLES.get(status, _l("Error")))
     if request.headers.get("HX-Request") == "true":
-        return render_template("errors/_message.html", status=status, title=title,
-                               message=message), status
+        return render_template(
+            "errors/_message.html", status=status, title=title, message=message
+        ), status
     return render_template("errors/error.html", status=status, title=title, message=message), status
 
 
 def init_errors(app) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
-        return _render(400, _("The form expired or did not come from this site (security token missing or wrong). Reload the page and try again."))
+        return _render(
+            400,
+            _(
+                "The form expired or did not come from this site (security token missing or wrong). Reload the page and try again."
+            ),
+        )
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):
@@ -44,7 +50,12 @@ def init_errors(app) -> None:
 
     @app.errorhandler(403)
     def forbidden(exc):
-        return _render(403, _("Your roles do not allow this page or action. Ask the Market Business Dept if you need it."))
+        return _render(
+            403,
+            _(
+                "Your roles do not allow this page or action. Ask the Market Business Dept if you need it."
+            ),
+        )
 
     @app.errorhandler(404)
     def not_found(exc):

@@ -14,8 +14,9 @@ def is_partial_request() -> bool:
     )
 
 
-def render_page_or_partial(page_template: str, partial_template: str, /, status: int = 200,
-                           **context):
+def render_page_or_partial(
+    page_template: str, partial_template: str, /, status: int = 200, **context
+):
     """Render the full page, or just its partial for htmx; always ``Vary: HX-Request``.
 
     The template names are positional-only so that ``page=`` can be a context variable.

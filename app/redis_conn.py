@@ -12,8 +12,9 @@ from redis import Redis
 
 
 def redis_from_url(url: str) -> Redis:
-    return Redis.from_url(url, socket_connect_timeout=3, socket_timeout=30,
-                          health_check_interval=30)
+    return Redis.from_url(
+        url, socket_connect_timeout=3, socket_timeout=30, health_check_interval=30
+    )
 
 
 def start_embedded_redis(path: str) -> tuple[object, str]:

@@ -26,8 +26,14 @@ CSP = (
 )
 
 # Endpoints a logged-in user with an initial password may still reach.
-_PASSWORD_CHANGE_ALLOWED = {"auth.change_password", "auth.change_password_post", "auth.logout", "static", "main.set_language",
-                            "main.healthz"}
+_PASSWORD_CHANGE_ALLOWED = {
+    "auth.change_password",
+    "auth.change_password_post",
+    "auth.logout",
+    "static",
+    "main.set_language",
+    "main.healthz",
+}
 
 
 def load_user(user_key: str) -> User | None:
@@ -49,7 +55,9 @@ def unauthorized():
         response.headers["HX-Redirect"] = url_for("auth.login")
         return response
     flash(_("Please log in."), "info")
-    return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+    return redirect(
+        url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    )
 
 
 def permission_required(*permissions: str):

@@ -15,8 +15,10 @@ def init_templating(app) -> None:
     def local_dt(value, fmt: str = "yyyy-MM-dd HH:mm"):
         if value is None:
             return ""
-        return to_local(value).strftime("%Y-%m-%d %H:%M") if fmt == "plain" else format_datetime(
-            to_local(value), fmt
+        return (
+            to_local(value).strftime("%Y-%m-%d %H:%M")
+            if fmt == "plain"
+            else format_datetime(to_local(value), fmt)
         )
 
     @app.template_filter("mobile")

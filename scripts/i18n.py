@@ -28,13 +28,44 @@ def _po(lang: str) -> Path:
 
 def extract() -> None:
     POT.parent.mkdir(exist_ok=True)
-    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F",
-                    str(ROOT / "babel.cfg"), "-k", "_l", "-k", "lazy_gettext", "--no-location",
-                    "--sort-output", "-o", str(POT), "."], check=True, cwd=ROOT,
-                   capture_output=True)
-    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "update", "-i", str(POT),
-                    "-d", str(TRANSLATIONS), "--no-fuzzy-matching", "--ignore-obsolete"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            "extract",
+            "-F",
+            str(ROOT / "babel.cfg"),
+            "-k",
+            "_l",
+            "-k",
+            "lazy_gettext",
+            "--no-location",
+            "--sort-output",
+            "-o",
+            str(POT),
+            ".",
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            "update",
+            "-i",
+            str(POT),
+            "-d",
+            str(TRANSLATIONS),
+            "--no-fuzzy-matching",
+            "--ignore-obsolete",
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def missing() -> list[str]:

@@ -36,9 +36,24 @@ def main() -> int:
     host = env.get("HOST", "127.0.0.1")
     port = env.get("PORT", "5000")
     procs = [
-        subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", env.get("WEB_WORKERS", "2"),
-                          "--threads", "4", "-b", f"{host}:{port}", "--access-logfile", "-",
-                          "app:create_app()"], env=env, cwd=ROOT),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                env.get("WEB_WORKERS", "2"),
+                "--threads",
+                "4",
+                "-b",
+                f"{host}:{port}",
+                "--access-logfile",
+                "-",
+                "app:create_app()",
+            ],
+            env=env,
+            cwd=ROOT,
+        ),
         subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=ROOT),
     ]
     from app.services.demo import DEMO_PASSWORD, DEMO_USERS

@@ -33,6 +33,7 @@ DB_BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL"
 
 # ---------------------------------------------------------------- Redis
 
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     url = os.environ.get("REDIS_URL")
@@ -94,11 +95,14 @@ def redis_conn(app):
 
 # ---------------------------------------------------------------- database templates
 
+
 def _build_schema(url: str, schema: str | None = None) -> None:
     """Run the migrations and the demo seed against ``url``."""
     options = {"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": "redis://unused"}
     if schema:
-        options["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"options": f"-csearch_path={schema}"}}
+        options["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            "connect_args": {"options": f"-csearch_path={schema}"}
+        }
     app = create_app(_config(options))
     with app.app_context():
         from flask_migrate import upgrade
@@ -138,19 +142,30 @@ class PgSandbox:
         _build_schema(url, self.schema)
         with self.engine.begin() as conn:
             conn.execute(text(f"SET search_path = {self.schema}"))
-            self.tables = [r[0] for r in conn.execute(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = :s AND tablename <> 'alembic_version'"
-            ), {"s": self.schema})]
-            self.sequences = conn.execute(text(
-                "SELECT s.relname, t.relname, a.attname FROM pg_class s "
-                "JOIN pg_depend d ON d.objid = s.oid JOIN pg_class t ON d.refobjid = t.oid "
-                "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid "
-                "JOIN pg_namespace n ON n.oid = s.relnamespace "
-                "WHERE s.relkind = 'S' AND n.nspname = :s"
-            ), {"s": self.schema}).all()
+            self.tables = [
+                r[0]
+                for r in conn.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = :s AND tablename <> 'alembic_version'"
+                    ),
+                    {"s": self.schema},
+                )
+            ]
+            self.sequences = conn.execute(
+                text(
+                    "SELECT s.relname, t.relname, a.attname FROM pg_class s "
+                    "JOIN pg_depend d ON d.objid = s.oid JOIN pg_class t ON d.refobjid = t.oid "
+                    "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid "
+                    "JOIN pg_namespace n ON n.oid = s.relnamespace "
+                    "WHERE s.relkind = 'S' AND n.nspname = :s"
+                ),
+                {"s": self.schema},
+            ).all()
             conn.execute(text(f"CREATE SCHEMA {self.snapshot}"))
             for t in self.tables:
-                conn.execute(text(f"CREATE TABLE {self.snapshot}.{t} AS SELECT * FROM {self.schema}.{t}"))
+                conn.execute(
+                    text(f"CREATE TABLE {self.snapshot}.{t} AS SELECT * FROM {self.schema}.{t}")
+                )
 
     def reset(self) -> None:
         with self.engine.begin() as conn:
@@ -158,13 +173,17 @@ class PgSandbox:
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             conn.execute(text("SET session_replication_role = replica"))  # no FK order needed
             for t in self.tables:
-                conn.execute(text(f"INSERT INTO {self.schema}.{t} SELECT * FROM {self.snapshot}.{t}"))
+                conn.execute(
+                    text(f"INSERT INTO {self.schema}.{t} SELECT * FROM {self.snapshot}.{t}")
+                )
             conn.execute(text("SET session_replication_role = DEFAULT"))
             for seq, table, column in self.sequences:
-                conn.execute(text(
-                    f"SELECT setval('{self.schema}.{seq}', COALESCE((SELECT MAX({column}) "
-                    f"FROM {self.schema}.{table}), 0) + 1, false)"
-                ))
+                conn.execute(
+                    text(
+                        f"SELECT setval('{self.schema}.{seq}', COALESCE((SELECT MAX({column}) "
+                        f"FROM {self.schema}.{table}), 0) + 1, false)"
+                    )
+                )
 
     def close(self) -> None:
         with self.engine.begin() as conn:
@@ -184,6 +203,7 @@ def pg_sandbox():
 
 
 # ---------------------------------------------------------------- app
+
 
 def pytest_generate_tests(metafunc):
     """Unit and integration tests run on every configured database backend."""
@@ -324,6 +344,7 @@ def user(app):
 
 
 # ---------------------------------------------------------------- jobs
+
 
 @pytest.fixture
 def run_jobs(app):

@@ -30,8 +30,14 @@ def make_unit(**overrides) -> Unit:
     return u
 
 
-def make_user(*, roles=("staff_sender",), unit_code="BJ01", password="Initial-Pass-1",
-              must_change_password=False, **overrides) -> User:
+def make_user(
+    *,
+    roles=("staff_sender",),
+    unit_code="BJ01",
+    password="Initial-Pass-1",
+    must_change_password=False,
+    **overrides,
+) -> User:
     n = next(_seq)
     values = {"username": f"user{n}", "display_name": f"测试用户{n}"}
     values.update(overrides)
@@ -60,9 +66,13 @@ def make_customer(**overrides):
     branch = overrides.pop("branch", None) or unit(overrides.pop("branch_code", "BJ01"))
     manager = overrides.pop("manager", "__default__")
     if manager == "__default__":
-        manager = db.session.execute(
-            select(User).where(User.unit_id == branch.id, User.username.like("%_staff"))
-        ).scalars().first()
+        manager = (
+            db.session.execute(
+                select(User).where(User.unit_id == branch.id, User.username.like("%_staff"))
+            )
+            .scalars()
+            .first()
+        )
     mobile = overrides.pop("mobile", f"139{n:08d}"[-11:])
     now = utcnow()
     values = dict(
@@ -98,10 +108,18 @@ def make_mobile_check(customer=None, **overrides):
     from app.timeutil import utcnow
 
     if customer is None:
-        customer = make_customer(mobile=overrides.pop("mobile", "1381234567"),
-                                 mobile_status=overrides.get("reason", "invalid"))
-    values = dict(customer_id=customer.id, branch_id=customer.branch_id, mobile=customer.mobile,
-                  reason="invalid", status="open", created_at=utcnow())
+        customer = make_customer(
+            mobile=overrides.pop("mobile", "1381234567"),
+            mobile_status=overrides.get("reason", "invalid"),
+        )
+    values = dict(
+        customer_id=customer.id,
+        branch_id=customer.branch_id,
+        mobile=customer.mobile,
+        reason="invalid",
+        status="open",
+        created_at=utcnow(),
+    )
     values.update(overrides)
     check = MobileCheck(**values)
     db.session.add(check)
@@ -109,8 +127,9 @@ def make_mobile_check(customer=None, **overrides):
     return check
 
 
-def make_approved_message(*, audience=None, category="notice", body="测试通知", unit_code="BJ01",
-                          urgent=True, **overrides):
+def make_approved_message(
+    *, audience=None, category="notice", body="测试通知", unit_code="BJ01", urgent=True, **overrides
+):
     """An approved message ready for the dispatcher (the sending area's tests), written
     directly: by default an urgent notice to every customer of its branch.
 
@@ -122,17 +141,30 @@ def make_approved_message(*, audience=None, category="notice", body="测试通�
     from app.timeutil import utcnow
 
     u = unit(unit_code)
-    author = db.session.execute(
-        select(User).where(User.unit_id == u.id).order_by(User.id)
-    ).scalars().first()
+    author = (
+        db.session.execute(select(User).where(User.unit_id == u.id).order_by(User.id))
+        .scalars()
+        .first()
+    )
     now = utcnow()
     values = dict(
-        unit_id=u.id, author_id=author.id if author else None, category=category,
-        title="测试消息", body=body,
+        unit_id=u.id,
+        author_id=author.id if author else None,
+        category=category,
+        title="测试消息",
+        body=body,
         audience=json.dumps(audience or {"kind": "customers", "branches": [u.id]}),
-        status="approved", urgent=urgent, schedule_at=None, version=1, route="unit_heads",
-        route_article="Art 9", submitted_at=now, approved_at=now, approved_version=1,
-        created_at=now, updated_at=now,
+        status="approved",
+        urgent=urgent,
+        schedule_at=None,
+        version=1,
+        route="unit_heads",
+        route_article="Art 9",
+        submitted_at=now,
+        approved_at=now,
+        approved_version=1,
+        created_at=now,
+        updated_at=now,
     )
     values.update(overrides)
     message = Message(**values)
@@ -141,8 +173,17 @@ def make_approved_message(*, audience=None, category="notice", body="测试通�
     return message
 
 
-def make_message(*, author="bj_staff", category="market", body="【测试】本周市场回顾", title="",
-                 audience=None, schedule_at=None, urgent=False, submit=False):
+def make_message(
+    *,
+    author="bj_staff",
+    category="market",
+    body="【测试】本周市场回顾",
+    title="",
+    audience=None,
+    schedule_at=None,
+    urgent=False,
+    submit=False,
+):
     """A message drafted through the service (and submitted when ``submit``), committed.
 
     ``author`` is a username or a User; the default audience is the author's own branch
@@ -158,8 +199,14 @@ def make_message(*, author="bj_staff", category="market", body="【测试】本�
         else:
             branch_id = author.unit_id if author.unit.kind == "branch" else unit("BJ01").id
             audience = {"kind": "customers", "branches": [branch_id]}
-    data = message_service.DraftInput(title=title, body=body, category=category, audience=audience,
-                                      schedule_at=schedule_at, urgent=urgent)
+    data = message_service.DraftInput(
+        title=title,
+        body=body,
+        category=category,
+        audience=audience,
+        schedule_at=schedule_at,
+        urgent=urgent,
+    )
     message = message_service.create_draft(author, data)
     if submit:
         message_service.submit(message.id, author)
@@ -178,8 +225,14 @@ def make_access_request(*, applicant="bj_staff", kind="new_account", **overrides
 
     actor = db.session.execute(select(_User).where(_User.username == applicant)).scalar_one()
     n = next(_seq)
-    values = dict(person_name=f"申请人{n}", username=f"applied{n}", roles=["staff_sender"],
-                  data_scope="unit", reason="新入职", effective_date=local_today())
+    values = dict(
+        person_name=f"申请人{n}",
+        username=f"applied{n}",
+        roles=["staff_sender"],
+        data_scope="unit",
+        reason="新入职",
+        effective_date=local_today(),
+    )
     if kind != "new_account":
         values.pop("username")
         values.pop("person_name")
@@ -197,10 +250,21 @@ def make_recipient(message, customer=None, **overrides):
     from app.timeutil import utcnow
 
     customer = customer if customer is not None else make_customer()
-    values = dict(message_id=message.id, customer_id=customer.id, unit_id=customer.branch_id,
-                  mobile=customer.mobile, status="submitted", reason="", segments=1,
-                  cost=0, attempts=1, batch_no=0, gateway_ref="", created_at=utcnow(),
-                  submitted_at=utcnow())
+    values = dict(
+        message_id=message.id,
+        customer_id=customer.id,
+        unit_id=customer.branch_id,
+        mobile=customer.mobile,
+        status="submitted",
+        reason="",
+        segments=1,
+        cost=0,
+        attempts=1,
+        batch_no=0,
+        gateway_ref="",
+        created_at=utcnow(),
+        submitted_at=utcnow(),
+    )
     values.update(overrides)
     recipient = Recipient(**values)
     db.session.add(recipient)
@@ -213,11 +277,30 @@ CRM_HEADER = "crm_id,name,mobile,branch_code,manager,opened_on,risk_level,tags,s
 
 def make_crm_row(crm_id: str, **overrides) -> str:
     """One CSV line of a CRM extract: a valid active BJ01 customer served by bj_staff."""
-    values = dict(name="张三", mobile="13812345678", branch_code="BJ01", manager="bj_staff",
-                  opened_on="2024-03-01", risk_level="C3", tags="", status="active")
+    values = dict(
+        name="张三",
+        mobile="13812345678",
+        branch_code="BJ01",
+        manager="bj_staff",
+        opened_on="2024-03-01",
+        risk_level="C3",
+        tags="",
+        status="active",
+    )
     values.update(overrides)
-    cells = [crm_id] + [values[k] for k in ("name", "mobile", "branch_code", "manager",
-                                            "opened_on", "risk_level", "tags", "status")]
+    cells = [crm_id] + [
+        values[k]
+        for k in (
+            "name",
+            "mobile",
+            "branch_code",
+            "manager",
+            "opened_on",
+            "risk_level",
+            "tags",
+            "status",
+        )
+    ]
     import csv
     import io
 
@@ -240,9 +323,16 @@ def make_crm_extract(path, rows, *, encoding="utf-8", header=CRM_HEADER):
     return path
 
 
-def make_template(*, author="bj_staff", approver="bj_head", name=None, category="notice",
-                  content="尊敬的{name}，您的账户{account}于今日入账{amount}元。", urgent=False,
-                  approve=True):
+def make_template(
+    *,
+    author="bj_staff",
+    approver="bj_head",
+    name=None,
+    category="notice",
+    content="尊敬的{name}，您的账户{account}于今日入账{amount}元。",
+    urgent=False,
+    approve=True,
+):
     """A message template written by ``author`` through the service, submitted and (when
     ``approve``) approved by ``approver`` along its route; committed."""
     from app.models import User
@@ -252,8 +342,9 @@ def make_template(*, author="bj_staff", approver="bj_head", name=None, category=
         return db.session.execute(select(User).where(User.username == username)).scalar_one()
 
     writer = _u(author) if isinstance(author, str) else author
-    data = templates.TemplateInput(name=name or f"模板{next(_seq)}", category=category,
-                                   content=content, urgent=urgent)
+    data = templates.TemplateInput(
+        name=name or f"模板{next(_seq)}", category=category, content=content, urgent=urgent
+    )
     template = templates.create(writer, data)
     if approve:
         templates.submit(template.id, writer)
@@ -276,16 +367,36 @@ def make_api_client(*, unit_code="BJ01", name=None, templates=(), rate=None, app
 
     u = unit(unit_code)
     admin = _u("admin")
-    who = _u(applicant) if applicant else db.session.execute(
-        select(User).where(User.unit_id == u.id).order_by(User.id)).scalars().first() or admin
+    who = (
+        _u(applicant)
+        if applicant
+        else db.session.execute(select(User).where(User.unit_id == u.id).order_by(User.id))
+        .scalars()
+        .first()
+        or admin
+    )
     now = utcnow()
     req = AccessRequest(
-        kind="interface_user", status="approved", applicant_id=who.id, applicant_unit_id=u.id,
-        person_name=name or f"接口系统{next(_seq)}", person_unit_id=u.id, person_post="",
-        username="", role_codes="api_client", data_scope="unit", reason="系统对接",
-        effective_date=local_today(), created_at=now, signed_by_id=admin.id, signed_at=now,
-        approved_by_id=_u("approver").id, approved_at=now, rejected_step="",
-        rejection_reason="", late=False,
+        kind="interface_user",
+        status="approved",
+        applicant_id=who.id,
+        applicant_unit_id=u.id,
+        person_name=name or f"接口系统{next(_seq)}",
+        person_unit_id=u.id,
+        person_post="",
+        username="",
+        role_codes="api_client",
+        data_scope="unit",
+        reason="系统对接",
+        effective_date=local_today(),
+        created_at=now,
+        signed_by_id=admin.id,
+        signed_at=now,
+        approved_by_id=_u("approver").id,
+        approved_at=now,
+        rejected_step="",
+        rejection_reason="",
+        late=False,
     )
     db.session.add(req)
     db.session.flush()

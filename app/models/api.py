@@ -153,7 +153,8 @@ class ApiClient(db.Model):
     rotated_by = relationship("User", foreign_keys=[rotated_by_id])
     revoked_by = relationship("User", foreign_keys=[revoked_by_id])
     bindings: Mapped[list[ApiClientTemplate]] = relationship(
-        back_populates="client", cascade="all, delete-orphan",
+        back_populates="client",
+        cascade="all, delete-orphan",
         order_by="ApiClientTemplate.template_id",
     )
 
@@ -241,4 +242,6 @@ class IdempotencyKey(db.Model):
     message_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
-    __table_args__ = (UniqueConstraint("client_id", "key", name="uq_api_idempotency_keys_client_key"),)
+    __table_args__ = (
+        UniqueConstraint("client_id", "key", name="uq_api_idempotency_keys_client_key"),
+    )

@@ -57,10 +57,17 @@ class Customer(db.Model):
         Index("ix_customers_branch_risk", "branch_id", "risk_level"),
         Index("ix_customers_mobile_tail", "mobile_tail"),
         # PostgreSQL only (built by migration 0002): name fragments and CRM-id prefixes.
-        Index("ix_customers_name_trgm", "name", postgresql_using="gin",
-              postgresql_ops={"name": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
-        Index("ix_customers_crm_id_pattern", "crm_id",
-              postgresql_ops={"crm_id": "varchar_pattern_ops"}).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_customers_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_customers_crm_id_pattern",
+            "crm_id",
+            postgresql_ops={"crm_id": "varchar_pattern_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     @property
@@ -73,8 +80,9 @@ class CustomerTag(db.Model):
 
     __tablename__ = "customer_tags"
 
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"),
-                                             primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
     tag: Mapped[str] = mapped_column(String(40), primary_key=True)
 
     __table_args__ = (Index("ix_customer_tags_tag", "tag", "customer_id"),)

@@ -70,7 +70,9 @@ class Role(db.Model):
 class RolePermission(db.Model):
     __tablename__ = "role_permissions"
 
-    role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+    role_id: Mapped[int] = mapped_column(
+        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True
+    )
     permission: Mapped[str] = mapped_column(String(60), primary_key=True)
 
 
@@ -100,7 +102,9 @@ class User(UserMixin, db.Model):
 
     unit: Mapped[Unit] = relationship(back_populates="users")
     superior: Mapped[User | None] = relationship(remote_side=[id])
-    roles: Mapped[list[Role]] = relationship(secondary=user_roles, back_populates="users", order_by="Role.code")
+    roles: Mapped[list[Role]] = relationship(
+        secondary=user_roles, back_populates="users", order_by="Role.code"
+    )
 
     @property
     def is_active(self) -> bool:  # Flask-Login: deactivated users cannot log in

@@ -110,6 +110,7 @@ class ExecutionPreview:
 
 # ---------------------------------------------------------------- reading
 
+
 def requestable_roles() -> list[Role]:
     """The roles a form may ask for, by code."""
     roles = db.session.execute(select(Role).order_by(Role.code)).scalars()
@@ -163,13 +164,23 @@ def _inbox_condition(user: User, step: str):
     """SQL condition for the applications waiting for ``user`` at ``step``; None if never."""
     if not user.can(STEP_PERMISSION[step]):
         return None
-    not_about_me = or_(AccessRequest.target_user_id.is_(None), AccessRequest.target_user_id != user.id)
+    not_about_me = or_(
+        AccessRequest.target_user_id.is_(None), AccessRequest.target_user_id != user.id
+    )
     if step == "sign":
-        return and_(AccessRequest.status == "submitted", AccessRequest.applicant_unit_id == user.unit_id,
-                    AccessRequest.applicant_id != user.id, not_about_me)
+        return and_(
+            AccessRequest.status == "submitted",
+            AccessRequest.applicant_unit_id == user.unit_id,
+            AccessRequest.applicant_id != user.id,
+            not_about_me,
+        )
     if step == "approve":
-        return and_(AccessRequest.status == "signed", AccessRequest.applicant_id != user.id,
-                    AccessRequest.signed_by_id != user.id, not_about_me)
+        return and_(
+            AccessRequest.status == "signed",
+            AccessRequest.applicant_id != user.id,
+            AccessRequest.signed_by_id != user.id,
+            not_about_me,
+        )
     return and_(AccessRequest.status == "approved", not_about_me)
 
 
@@ -178,10 +189,13 @@ def inbox(user: User, step: str) -> list[AccessRequest]:
     cond = _inbox_condition(user, step)
     if cond is None:
         return []
-    return list(db.session.execute(
-        select(AccessRequest).where(cond)
-        .order_by(AccessRequest.effective_date, AccessRequest.id)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(AccessRequest)
+            .where(cond)
+            .order_by(AccessRequest.effective_date, AccessRequest.id)
+        ).scalars()
+    )
 
 
 def inbox_steps(user: User) -> list[str]:
@@ -194,29 +208,34 @@ def inbox_count(user: User) -> int:
     conds = [c for c in (_inbox_condition(user, s) for s in STEP_PERMISSION) if c is not None]
     if not conds:
         return 0
-    return db.session.execute(
-        select(func.count(AccessRequest.id)).where(or_(*conds))
-    ).scalar_one()
+    return db.session.execute(select(func.count(AccessRequest.id)).where(or_(*conds))).scalar_one()
 
 
 def open_deregistrations() -> list[AccessRequest]:
     """Deregistrations not yet executed, rejected or withdrawn (the admin's dashboard)."""
-    return list(db.session.execute(
-        select(AccessRequest).where(AccessRequest.kind == "deregister",
-                                    AccessRequest.status.in_(OPEN_STATUSES))
-        .order_by(AccessRequest.effective_date, AccessRequest.id)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(AccessRequest)
+            .where(AccessRequest.kind == "deregister", AccessRequest.status.in_(OPEN_STATUSES))
+            .order_by(AccessRequest.effective_date, AccessRequest.id)
+        ).scalars()
+    )
 
 
 def late_deregistrations(days: int = 90) -> list[AccessRequest]:
     """Deregistrations executed after their effective date in the last ``days`` days (R-12)."""
     since = utcnow() - timedelta(days=days)
-    return list(db.session.execute(
-        select(AccessRequest).where(AccessRequest.kind == "deregister",
-                                    AccessRequest.late.is_(True),
-                                    AccessRequest.executed_at >= since)
-        .order_by(AccessRequest.executed_at.desc())
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(AccessRequest)
+            .where(
+                AccessRequest.kind == "deregister",
+                AccessRequest.late.is_(True),
+                AccessRequest.executed_at >= since,
+            )
+            .order_by(AccessRequest.executed_at.desc())
+        ).scalars()
+    )
 
 
 def is_overdue(req: AccessRequest, today: date | None = None) -> bool:
@@ -226,22 +245,32 @@ def is_overdue(req: AccessRequest, today: date | None = None) -> bool:
 
 def requests_about(user_id: int) -> list[AccessRequest]:
     """The applications that concern one user (changed, deregistered or created by them)."""
-    return list(db.session.execute(
-        select(AccessRequest).where(or_(AccessRequest.target_user_id == user_id,
-                                        AccessRequest.result_user_id == user_id))
-        .order_by(AccessRequest.id.desc())
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(AccessRequest)
+            .where(
+                or_(
+                    AccessRequest.target_user_id == user_id, AccessRequest.result_user_id == user_id
+                )
+            )
+            .order_by(AccessRequest.id.desc())
+        ).scalars()
+    )
 
 
 def role_history(user_id: int) -> list[RoleChange]:
     """Every role added to or removed from the user, newest first."""
-    return list(db.session.execute(
-        select(RoleChange).where(RoleChange.user_id == user_id)
-        .order_by(RoleChange.at.desc(), RoleChange.id.desc())
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(RoleChange)
+            .where(RoleChange.user_id == user_id)
+            .order_by(RoleChange.at.desc(), RoleChange.id.desc())
+        ).scalars()
+    )
 
 
 # ---------------------------------------------------------------- preparing
+
 
 def _parse_date(value) -> date | None:
     if isinstance(value, date):
@@ -265,10 +294,17 @@ def _roles_by_code(codes) -> tuple[list[Role], list[str]]:
 
 
 def _has_open_request(target_user_id: int) -> bool:
-    return db.session.execute(
-        select(AccessRequest.id).where(AccessRequest.target_user_id == target_user_id,
-                                       AccessRequest.status.in_(OPEN_STATUSES)).limit(1)
-    ).first() is not None
+    return (
+        db.session.execute(
+            select(AccessRequest.id)
+            .where(
+                AccessRequest.target_user_id == target_user_id,
+                AccessRequest.status.in_(OPEN_STATUSES),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def _username_taken(username: str) -> bool:
@@ -276,18 +312,34 @@ def _username_taken(username: str) -> bool:
         select(User.id).where(func.lower(User.username) == username.lower())
     ).first():
         return True
-    return db.session.execute(
-        select(AccessRequest.id).where(AccessRequest.kind == "new_account",
-                                       AccessRequest.status.in_(OPEN_STATUSES),
-                                       func.lower(AccessRequest.username) == username.lower())
-        .limit(1)
-    ).first() is not None
+    return (
+        db.session.execute(
+            select(AccessRequest.id)
+            .where(
+                AccessRequest.kind == "new_account",
+                AccessRequest.status.in_(OPEN_STATUSES),
+                func.lower(AccessRequest.username) == username.lower(),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
-def prepare(actor: User, *, kind: str, person_name: str = "", post: str = "",
-            target_user_id: int | None = None, username: str = "", superior_id: int | None = None,
-            roles=(), data_scope: str = "unit", reason: str = "", effective_date=None
-            ) -> AccessRequest:
+def prepare(
+    actor: User,
+    *,
+    kind: str,
+    person_name: str = "",
+    post: str = "",
+    target_user_id: int | None = None,
+    username: str = "",
+    superior_id: int | None = None,
+    roles=(),
+    data_scope: str = "unit",
+    reason: str = "",
+    effective_date=None,
+) -> AccessRequest:
     """Prepare and submit an application for the actor's unit (step 1).
 
     Validates every field at once: a ``ValidationError`` carries ``errors`` (field name →
@@ -306,13 +358,20 @@ def prepare(actor: User, *, kind: str, person_name: str = "", post: str = "",
         if target is None:
             errors["target_user_id"] = _("Choose the user the application is about.")
         elif target.unit_id != actor.unit_id:
-            errors["target_user_id"] = _("%(name)s is not a member of your unit; applications are "
-                                         "prepared by the person's own unit.", name=target.display_name)
+            errors["target_user_id"] = _(
+                "%(name)s is not a member of your unit; applications are "
+                "prepared by the person's own unit.",
+                name=target.display_name,
+            )
         elif not target.active:
-            errors["target_user_id"] = _("%(name)s is already deactivated.", name=target.display_name)
+            errors["target_user_id"] = _(
+                "%(name)s is already deactivated.", name=target.display_name
+            )
         elif _has_open_request(target.id):
-            errors["target_user_id"] = _("An application about %(name)s is already open; finish or "
-                                         "withdraw it first.", name=target.display_name)
+            errors["target_user_id"] = _(
+                "An application about %(name)s is already open; finish or withdraw it first.",
+                name=target.display_name,
+            )
         person_name = target.display_name if target else ""
         post = (post or "").strip() or (target.post if target else "")
 
@@ -323,14 +382,19 @@ def prepare(actor: User, *, kind: str, person_name: str = "", post: str = "",
         if not person_name:
             errors["person_name"] = _("Enter the person's name.")
         elif len(person_name) > NAME_MAX:
-            errors["person_name"] = _("The name is too long (at most %(n)s characters).", n=NAME_MAX)
+            errors["person_name"] = _(
+                "The name is too long (at most %(n)s characters).", n=NAME_MAX
+            )
     if kind == "new_account":
         if not USERNAME_RE.match(username):
-            errors["username"] = _("The username has 3 to 60 characters: letters, digits, '.', '_' "
-                                   "or '-', starting with a letter.")
+            errors["username"] = _(
+                "The username has 3 to 60 characters: letters, digits, '.', '_' "
+                "or '-', starting with a letter."
+            )
         elif _username_taken(username):
-            errors["username"] = _("The username %(name)s is taken or already applied for.",
-                                   name=username)
+            errors["username"] = _(
+                "The username %(name)s is taken or already applied for.", name=username
+            )
     if len(post) > POST_MAX:
         errors["post"] = _("The post is too long (at most %(n)s characters).", n=POST_MAX)
 
@@ -348,8 +412,9 @@ def prepare(actor: User, *, kind: str, person_name: str = "", post: str = "",
     elif kind in KINDS_WITH_ROLES:
         chosen, unknown = _roles_by_code(roles)
         if unknown:
-            errors["roles"] = _("These roles cannot be applied for: %(codes)s.",
-                                codes=", ".join(unknown))
+            errors["roles"] = _(
+                "These roles cannot be applied for: %(codes)s.", codes=", ".join(unknown)
+            )
         elif not chosen:
             errors["roles"] = _("Choose at least one role.")
         elif data_scope not in ("unit", "all"):
@@ -357,17 +422,27 @@ def prepare(actor: User, *, kind: str, person_name: str = "", post: str = "",
         else:
             wide = sorted(r.code for r in chosen if ALL_UNITS_PERMISSION in r.permissions)
             if data_scope == "all" and not wide:
-                errors["data_scope"] = _("All units comes only with a role that sees every unit: "
-                                         "%(codes)s.", codes=", ".join(sorted(all_unit_role_codes())))
+                errors["data_scope"] = _(
+                    "All units comes only with a role that sees every unit: %(codes)s.",
+                    codes=", ".join(sorted(all_unit_role_codes())),
+                )
             elif data_scope == "unit" and wide:
-                errors["data_scope"] = _("The role(s) %(codes)s see every unit: choose all units, or "
-                                         "leave them out.", codes=", ".join(wide))
-        unchanged = (kind == "change" and target is not None and not errors
-                     and {r.code for r in chosen} == {r.code for r in target.roles}
-                     and post == (target.post or ""))
+                errors["data_scope"] = _(
+                    "The role(s) %(codes)s see every unit: choose all units, or leave them out.",
+                    codes=", ".join(wide),
+                )
+        unchanged = (
+            kind == "change"
+            and target is not None
+            and not errors
+            and {r.code for r in chosen} == {r.code for r in target.roles}
+            and post == (target.post or "")
+        )
         if unchanged:
-            errors["roles"] = _("These are the roles %(name)s already holds; nothing would change.",
-                                name=target.display_name)
+            errors["roles"] = _(
+                "These are the roles %(name)s already holds; nothing would change.",
+                name=target.display_name,
+            )
     else:
         data_scope = "unit"
 
@@ -389,12 +464,24 @@ def prepare(actor: User, *, kind: str, person_name: str = "", post: str = "",
 
     now = utcnow()
     req = AccessRequest(
-        kind=kind, status="submitted", applicant_id=actor.id, applicant_unit_id=actor.unit_id,
-        person_name=person_name, person_unit_id=actor.unit_id, person_post=post,
-        target_user_id=target.id if target else None, username=username if kind == "new_account" else "",
+        kind=kind,
+        status="submitted",
+        applicant_id=actor.id,
+        applicant_unit_id=actor.unit_id,
+        person_name=person_name,
+        person_unit_id=actor.unit_id,
+        person_post=post,
+        target_user_id=target.id if target else None,
+        username=username if kind == "new_account" else "",
         superior_id=superior.id if superior else None,
-        role_codes=" ".join(r.code for r in chosen), data_scope=data_scope, reason=reason,
-        effective_date=effective, created_at=now, rejected_step="", rejection_reason="", late=False,
+        role_codes=" ".join(r.code for r in chosen),
+        data_scope=data_scope,
+        reason=reason,
+        effective_date=effective,
+        created_at=now,
+        rejected_step="",
+        rejection_reason="",
+        late=False,
     )
     db.session.add(req)
     db.session.flush()
@@ -402,8 +489,12 @@ def prepare(actor: User, *, kind: str, person_name: str = "", post: str = "",
     if actor.can("access.sign") and req.target_user_id != actor.id:
         # The applicant is a head of the unit: their preparation is the head's signature.
         req.status, req.signed_by_id, req.signed_at = "signed", actor.id, now
-        audit.record("access.signed", actor=actor, target=req,
-                     details={**_details(req), "by_preparation": True})
+        audit.record(
+            "access.signed",
+            actor=actor,
+            target=req,
+            details={**_details(req), "by_preparation": True},
+        )
     return req
 
 
@@ -419,11 +510,14 @@ def _details(req: AccessRequest, **extra) -> dict:
 
 # ---------------------------------------------------------------- the steps
 
+
 def _lock(request_id: int) -> AccessRequest:
     """Load the application FOR UPDATE (PostgreSQL) so two people cannot take one step twice."""
     req = db.session.execute(
-        select(AccessRequest).where(AccessRequest.id == request_id)
-        .with_for_update().execution_options(populate_existing=True)
+        select(AccessRequest)
+        .where(AccessRequest.id == request_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if req is None:
         raise NotFound(_("There is no such application."))
@@ -451,8 +545,10 @@ def _require_status(req: AccessRequest, step: str) -> None:
     if _STEPS.index(step) < _STEPS.index(req.next_step):
         raise Conflict(_("This application is already past that step.") + " " + waiting)
     early = {
-        "approve": _("This application cannot be approved yet: the head of the applicant's unit "
-                     "must sign it first."),
+        "approve": _(
+            "This application cannot be approved yet: the head of the applicant's unit "
+            "must sign it first."
+        ),
         "execute": _("This application cannot be executed yet: the company must approve it first."),
     }[step]
     raise Conflict(early + " " + waiting)
@@ -465,21 +561,31 @@ def _check_actor(actor: User, req: AccessRequest, step: str) -> None:
     if not actor.can(STEP_PERMISSION[step]):
         raise PermissionDenied()
     if req.target_user_id == actor.id:
-        raise PermissionDenied(_("This application is about your own account; someone else must "
-                                 "handle it."))
+        raise PermissionDenied(
+            _("This application is about your own account; someone else must handle it.")
+        )
     if step == "sign":
         if actor.unit_id != req.applicant_unit_id:
-            raise PermissionDenied(_("Only a head of %(unit)s may sign this application.",
-                                     unit=req.applicant_unit.name))
+            raise PermissionDenied(
+                _(
+                    "Only a head of %(unit)s may sign this application.",
+                    unit=req.applicant_unit.name,
+                )
+            )
         if actor.id == req.applicant_id:
-            raise PermissionDenied(_("You prepared this application; another head of the unit "
-                                     "must sign it."))
+            raise PermissionDenied(
+                _("You prepared this application; another head of the unit must sign it.")
+            )
     elif step == "approve":
         if actor.id == req.applicant_id:
             raise PermissionDenied(_("You prepared this application and cannot approve it."))
         if actor.id == req.signed_by_id:
-            raise PermissionDenied(_("You signed this application as unit head; another person "
-                                     "must approve it for the company."))
+            raise PermissionDenied(
+                _(
+                    "You signed this application as unit head; another person "
+                    "must approve it for the company."
+                )
+            )
 
 
 def allowed_actions(user: User, req: AccessRequest) -> set[str]:
@@ -531,15 +637,20 @@ def reject(actor: User, request_id: int, reason: str) -> AccessRequest:
     _check_actor(actor, req, step)
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError(_("Give the reason for the rejection; the applicant will read it."),
-                              errors={"reason": _("Give the reason for the rejection.")})
+        raise ValidationError(
+            _("Give the reason for the rejection; the applicant will read it."),
+            errors={"reason": _("Give the reason for the rejection.")},
+        )
     if len(reason) > REASON_MAX:
-        raise ValidationError(_("The reason is too long (at most %(n)s characters).", n=REASON_MAX),
-                              errors={"reason": _("Too long.")})
+        raise ValidationError(
+            _("The reason is too long (at most %(n)s characters).", n=REASON_MAX),
+            errors={"reason": _("Too long.")},
+        )
     req.status, req.rejected_by_id, req.rejected_at = "rejected", actor.id, utcnow()
     req.rejected_step, req.rejection_reason = step, reason
-    audit.record("access.rejected", actor=actor, target=req,
-                 details=_details(req, step=step, reason=reason))
+    audit.record(
+        "access.rejected", actor=actor, target=req, details=_details(req, step=step, reason=reason)
+    )
     return req
 
 
@@ -557,8 +668,10 @@ def withdraw(actor: User, request_id: int) -> AccessRequest:
 
 # ---------------------------------------------------------------- execution
 
-def _set_roles(user: User, roles: list[Role], *, req: AccessRequest, actor: User
-               ) -> tuple[list[str], list[str]]:
+
+def _set_roles(
+    user: User, roles: list[Role], *, req: AccessRequest, actor: User
+) -> tuple[list[str], list[str]]:
     """Give ``user`` exactly ``roles``, writing one ``RoleChange`` per role added or removed."""
     now = utcnow()
     have = {r.code: r for r in user.roles}
@@ -566,11 +679,27 @@ def _set_roles(user: User, roles: list[Role], *, req: AccessRequest, actor: User
     added = sorted(set(want) - set(have))
     removed = sorted(set(have) - set(want))
     for code in added:
-        db.session.add(RoleChange(user_id=user.id, role_id=want[code].id, change="added",
-                                  request_id=req.id, actor_id=actor.id, at=now))
+        db.session.add(
+            RoleChange(
+                user_id=user.id,
+                role_id=want[code].id,
+                change="added",
+                request_id=req.id,
+                actor_id=actor.id,
+                at=now,
+            )
+        )
     for code in removed:
-        db.session.add(RoleChange(user_id=user.id, role_id=have[code].id, change="removed",
-                                  request_id=req.id, actor_id=actor.id, at=now))
+        db.session.add(
+            RoleChange(
+                user_id=user.id,
+                role_id=have[code].id,
+                change="removed",
+                request_id=req.id,
+                actor_id=actor.id,
+                at=now,
+            )
+        )
     user.roles = [want[c] for c in sorted(want)]
     return added, removed
 
@@ -578,8 +707,12 @@ def _set_roles(user: User, roles: list[Role], *, req: AccessRequest, actor: User
 def _requested_roles(req: AccessRequest) -> list[Role]:
     chosen, unknown = _roles_by_code(req.roles)
     if unknown:
-        raise Conflict(_("The roles %(codes)s no longer exist; reject the application and apply "
-                         "again.", codes=", ".join(unknown)))
+        raise Conflict(
+            _(
+                "The roles %(codes)s no longer exist; reject the application and apply again.",
+                codes=", ".join(unknown),
+            )
+        )
     return chosen
 
 
@@ -597,8 +730,12 @@ def preview_execution(req: AccessRequest) -> ExecutionPreview:
         removed = [r for r in req.target_user.roles if r.code not in {w.code for w in want}]
     elif req.kind == "deregister" and req.target_user is not None:
         removed = list(req.target_user.roles)
-    return ExecutionPreview(added=added, removed=removed, handover=handover_needed(req),
-                            too_early=req.effective_date > local_today())
+    return ExecutionPreview(
+        added=added,
+        removed=removed,
+        handover=handover_needed(req),
+        too_early=req.effective_date > local_today(),
+    )
 
 
 def handover_needed(req: AccessRequest) -> HandoverNeeded | None:
@@ -614,18 +751,26 @@ def handover_needed(req: AccessRequest) -> HandoverNeeded | None:
     check = can_deactivate(user)
     if check:
         return None
-    return HandoverNeeded(user=user, customers=check.customers, awaiting=awaiting_count(user),
-                          superior=user.superior if user.superior and user.superior.active else None,
-                          reason=check.reason)
+    return HandoverNeeded(
+        user=user,
+        customers=check.customers,
+        awaiting=awaiting_count(user),
+        superior=user.superior if user.superior and user.superior.active else None,
+        reason=check.reason,
+    )
 
 
 def open_deregistration_about(user: User) -> AccessRequest | None:
     """The open deregistration of the user's own account, if any (for their reminder)."""
     return db.session.execute(
-        select(AccessRequest).where(AccessRequest.kind == "deregister",
-                                    AccessRequest.target_user_id == user.id,
-                                    AccessRequest.status.in_(OPEN_STATUSES))
-        .order_by(AccessRequest.id).limit(1)
+        select(AccessRequest)
+        .where(
+            AccessRequest.kind == "deregister",
+            AccessRequest.target_user_id == user.id,
+            AccessRequest.status.in_(OPEN_STATUSES),
+        )
+        .order_by(AccessRequest.id)
+        .limit(1)
     ).scalar_one_or_none()
 
 
@@ -642,8 +787,12 @@ def execute(actor: User, request_id: int) -> ExecutionResult:
     _require_status(req, "execute")
     today = local_today()
     if req.effective_date > today:
-        raise Conflict(_("This application takes effect on %(date)s; it can be executed from that "
-                         "day.", date=req.effective_date.isoformat()))
+        raise Conflict(
+            _(
+                "This application takes effect on %(date)s; it can be executed from that day.",
+                date=req.effective_date.isoformat(),
+            )
+        )
     now = utcnow()
     password = None
     added: list[str] = []
@@ -652,14 +801,25 @@ def execute(actor: User, request_id: int) -> ExecutionResult:
         if db.session.execute(
             select(User.id).where(func.lower(User.username) == req.username.lower())
         ).first():
-            raise Conflict(_("The username %(name)s was taken meanwhile; reject the application so "
-                             "the unit can apply with another.", name=req.username))
+            raise Conflict(
+                _(
+                    "The username %(name)s was taken meanwhile; reject the application so "
+                    "the unit can apply with another.",
+                    name=req.username,
+                )
+            )
         roles = _requested_roles(req)
         password = generate_initial_password()
         user = org.create_user(
-            username=req.username, display_name=req.person_name, unit=req.person_unit,
-            password=password, roles=[], superior=req.superior, post=req.person_post,
-            must_change_password=True, actor=actor,
+            username=req.username,
+            display_name=req.person_name,
+            unit=req.person_unit,
+            password=password,
+            roles=[],
+            superior=req.superior,
+            post=req.person_post,
+            must_change_password=True,
+            actor=actor,
         )
         added, removed = _set_roles(user, roles, req=req, actor=actor)
     elif req.kind == "change":
@@ -693,16 +853,29 @@ def execute(actor: User, request_id: int) -> ExecutionResult:
         raise Conflict(_("Applications of this kind cannot be executed here."))
     req.status, req.executed_by_id, req.executed_at = "executed", actor.id, now
     req.result_user_id = user.id
-    audit.record("access.executed", actor=actor, target=req,
-                 details=_details(req, user=user.username, added=added, removed=removed,
-                                  late=req.late, deactivated=req.kind == "deregister"))
-    return ExecutionResult(request=req, user=user, initial_password=password, added=added,
-                           removed=removed)
+    audit.record(
+        "access.executed",
+        actor=actor,
+        target=req,
+        details=_details(
+            req,
+            user=user.username,
+            added=added,
+            removed=removed,
+            late=req.late,
+            deactivated=req.kind == "deregister",
+        ),
+    )
+    return ExecutionResult(
+        request=req, user=user, initial_password=password, added=added, removed=removed
+    )
 
 
 def _lock_user(user_id: int | None) -> User:
     user = db.session.execute(
-        select(User).where(User.id == user_id).with_for_update()
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if user is None:

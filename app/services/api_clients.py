@@ -66,8 +66,13 @@ class RateLimited(DomainError):
     default_message = _l("Too many requests for this key; wait before calling again.")
 
     def __init__(self, retry_after: int, limit: int):
-        super().__init__(_("Too many requests: this key may make %(n)s calls a minute. Try again in %(s)s seconds.",
-                           n=limit, s=retry_after))
+        super().__init__(
+            _(
+                "Too many requests: this key may make %(n)s calls a minute. Try again in %(s)s seconds.",
+                n=limit,
+                s=retry_after,
+            )
+        )
         self.retry_after = retry_after
         self.limit = limit
 
@@ -80,6 +85,7 @@ class ServiceUnavailable(DomainError):
 
 
 # ------------------------------------------------------------------ keys
+
 
 def _new_key() -> tuple[str, str, str]:
     """(prefix, plain key, SHA-256 hex of the key)."""
@@ -96,13 +102,15 @@ def _unique_key() -> tuple[str, str, str]:
     for _attempt in range(5):
         prefix, plain, digest = _new_key()
         taken = db.session.execute(
-            select(ApiClient.id).where(ApiClient.key_prefix == prefix)).first()
+            select(ApiClient.id).where(ApiClient.key_prefix == prefix)
+        ).first()
         if not taken:
             return prefix, plain, digest
     raise Conflict(_("Could not generate a unique key; try again."))
 
 
 # ------------------------------------------------------------------ lifecycle
+
 
 def _load(client_id: int, *, lock: bool = False) -> ApiClient:
     query = select(ApiClient).where(ApiClient.id == client_id)
@@ -132,7 +140,8 @@ def create_client_for_request(access_request, actor: User) -> tuple[ApiClient, s
     if access_request.status != "approved":
         raise Conflict(_("The application must be approved by the company before it is executed."))
     exists = db.session.execute(
-        select(ApiClient.id).where(ApiClient.access_request_id == access_request.id)).first()
+        select(ApiClient.id).where(ApiClient.access_request_id == access_request.id)
+    ).first()
     if exists:
         raise Conflict(_("This application already has an API client."))
     name = (access_request.person_name or "").strip()[:NAME_MAX]
@@ -145,26 +154,55 @@ def create_client_for_request(access_request, actor: User) -> tuple[ApiClient, s
         n += 1
         username = f"api-{access_request.id:05d}-{n}"
     user = org.create_user(
-        username=username, display_name=name, unit=access_request.person_unit,
+        username=username,
+        display_name=name,
+        unit=access_request.person_unit,
         # Nobody knows this password: the account exists to author the client's messages.
-        password=secrets.token_urlsafe(48), roles=[role],
-        post=access_request.person_post or "", must_change_password=False, actor=actor,
+        password=secrets.token_urlsafe(48),
+        roles=[role],
+        post=access_request.person_post or "",
+        must_change_password=False,
+        actor=actor,
     )
-    db.session.add(RoleChange(user_id=user.id, role_id=role.id, change="added",
-                              request_id=access_request.id, actor_id=actor.id, at=utcnow()))
+    db.session.add(
+        RoleChange(
+            user_id=user.id,
+            role_id=role.id,
+            change="added",
+            request_id=access_request.id,
+            actor_id=actor.id,
+            at=utcnow(),
+        )
+    )
     prefix, plain, digest = _unique_key()
     now = utcnow()
     client = ApiClient(
-        name=name, unit_id=access_request.person_unit_id, user_id=user.id,
-        access_request_id=access_request.id, key_prefix=prefix, key_hash=digest, active=True,
+        name=name,
+        unit_id=access_request.person_unit_id,
+        user_id=user.id,
+        access_request_id=access_request.id,
+        key_prefix=prefix,
+        key_hash=digest,
+        active=True,
         rate_limit_per_minute=int(current_app.config["API_RATE_LIMIT_PER_MINUTE"]),
-        created_at=now, created_by_id=actor.id, revoke_reason="",
+        created_at=now,
+        created_by_id=actor.id,
+        revoke_reason="",
     )
     db.session.add(client)
     db.session.flush()
-    audit.record("api_client.created", actor=actor, target=client,
-                 details={"request": access_request.number, "name": name,
-                          "unit_id": client.unit_id, "key_prefix": prefix, "user": username})
+    audit.record(
+        "api_client.created",
+        actor=actor,
+        target=client,
+        details={
+            "request": access_request.number,
+            "name": name,
+            "unit_id": client.unit_id,
+            "key_prefix": prefix,
+            "user": username,
+        },
+    )
     return client, plain
 
 
@@ -178,8 +216,12 @@ def rotate(client_id: int, actor: User) -> tuple[ApiClient, str]:
     prefix, plain, digest = _unique_key()
     client.key_prefix, client.key_hash = prefix, digest
     client.rotated_at, client.rotated_by_id = utcnow(), actor.id
-    audit.record("api_client.rotated", actor=actor, target=client,
-                 details={"old_prefix": old, "key_prefix": prefix})
+    audit.record(
+        "api_client.rotated",
+        actor=actor,
+        target=client,
+        details={"old_prefix": old, "key_prefix": prefix},
+    )
     return client, plain
 
 
@@ -195,8 +237,12 @@ def revoke(client_id: int, actor: User, reason: str) -> ApiClient:
     client.active = False
     client.revoked_at, client.revoked_by_id = utcnow(), actor.id
     client.revoke_reason = reason[:1000]
-    audit.record("api_client.revoked", actor=actor, target=client,
-                 details={"key_prefix": client.key_prefix, "reason": reason[:200]})
+    audit.record(
+        "api_client.revoked",
+        actor=actor,
+        target=client,
+        details={"key_prefix": client.key_prefix, "reason": reason[:200]},
+    )
     return client
 
 
@@ -208,14 +254,24 @@ def set_rate(client_id: int, actor: User, per_minute) -> ApiClient:
     except (TypeError, ValueError):
         value = 0
     if not RATE_MIN <= value <= RATE_MAX:
-        raise ValidationError(_("The rate is a whole number of calls a minute from %(lo)s to %(hi)s.",
-                                lo=RATE_MIN, hi=RATE_MAX), field="rate")
+        raise ValidationError(
+            _(
+                "The rate is a whole number of calls a minute from %(lo)s to %(hi)s.",
+                lo=RATE_MIN,
+                hi=RATE_MAX,
+            ),
+            field="rate",
+        )
     client = _load(client_id, lock=True)
     if client.rate_limit_per_minute != value:
         old = client.rate_limit_per_minute
         client.rate_limit_per_minute = value
-        audit.record("api_client.rate_changed", actor=actor, target=client,
-                     details={"old": old, "new": value})
+        audit.record(
+            "api_client.rate_changed",
+            actor=actor,
+            target=client,
+            details={"old": old, "new": value},
+        )
     return client
 
 
@@ -236,12 +292,20 @@ def bind(client_id: int, template_id: int, actor: User) -> ApiClientTemplate:
         raise ValidationError(_("Only approved templates can be bound."))
     if db.session.get(ApiClientTemplate, (client.id, template.id)) is not None:
         raise Conflict(_("The template is already bound to this client."))
-    binding = ApiClientTemplate(client_id=client.id, template_id=template.id, bound_at=utcnow(),
-                                bound_by_id=actor.id)
+    binding = ApiClientTemplate(
+        client_id=client.id, template_id=template.id, bound_at=utcnow(), bound_by_id=actor.id
+    )
     db.session.add(binding)
-    audit.record("api_client.template_bound", actor=actor, target=client,
-                 details={"template_id": template.id, "template": template.name,
-                          "version": template.version})
+    audit.record(
+        "api_client.template_bound",
+        actor=actor,
+        target=client,
+        details={
+            "template_id": template.id,
+            "template": template.name,
+            "version": template.version,
+        },
+    )
     return binding
 
 
@@ -253,16 +317,23 @@ def unbind(client_id: int, template_id: int, actor: User) -> None:
     if binding is None:
         raise Conflict(_("The template is not bound to this client."))
     db.session.delete(binding)
-    audit.record("api_client.template_unbound", actor=actor, target=client,
-                 details={"template_id": template_id})
+    audit.record(
+        "api_client.template_unbound",
+        actor=actor,
+        target=client,
+        details={"template_id": template_id},
+    )
 
 
 # ------------------------------------------------------------------ reading
 
+
 def list_clients() -> list[ApiClient]:
-    return list(db.session.execute(
-        select(ApiClient).order_by(ApiClient.active.desc(), ApiClient.name, ApiClient.id)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(ApiClient).order_by(ApiClient.active.desc(), ApiClient.name, ApiClient.id)
+        ).scalars()
+    )
 
 
 def get_client(client_id: int) -> ApiClient:
@@ -283,6 +354,7 @@ def is_bound(client: ApiClient, template_id: int) -> bool:
 
 # ------------------------------------------------------------------ authentication
 
+
 def authenticate(authorization: str | None) -> ApiClient:
     """The active client whose key is in ``Authorization: Bearer <key>``.
 
@@ -298,7 +370,8 @@ def authenticate(authorization: str | None) -> ApiClient:
     client = None
     if len(key) <= 200 and key.isascii():
         client = db.session.execute(
-            select(ApiClient).where(ApiClient.key_prefix == prefix)).scalar_one_or_none()
+            select(ApiClient).where(ApiClient.key_prefix == prefix)
+        ).scalar_one_or_none()
     stored = client.key_hash if client is not None else _DUMMY_HASH
     matches = hmac.compare_digest(stored, hash_key(key))
     if client is None or not matches:

@@ -94,7 +94,9 @@ class PayloadTooLarge(DomainError):
 class IdempotencyConflict(Conflict):
     """The Idempotency-Key was used before with another body (409)."""
 
-    default_message = _l("This Idempotency-Key was used with a different request body; use a new key for a new request.")
+    default_message = _l(
+        "This Idempotency-Key was used with a different request body; use a new key for a new request."
+    )
 
 
 class TemplateNotApproved(Conflict):
@@ -102,6 +104,7 @@ class TemplateNotApproved(Conflict):
 
 
 # ------------------------------------------------------------------ parsing
+
 
 @dataclass(frozen=True)
 class RecipientInput:
@@ -136,27 +139,38 @@ def parse_schedule(value, now: datetime | None = None) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(_("schedule_at is an ISO 8601 time such as 2026-12-01T09:30:00+08:00."),
-                              field="schedule_at")
+        raise ValidationError(
+            _("schedule_at is an ISO 8601 time such as 2026-12-01T09:30:00+08:00."),
+            field="schedule_at",
+        )
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValidationError(_("schedule_at is an ISO 8601 time such as 2026-12-01T09:30:00+08:00."),
-                              field="schedule_at") from exc
+        raise ValidationError(
+            _("schedule_at is an ISO 8601 time such as 2026-12-01T09:30:00+08:00."),
+            field="schedule_at",
+        ) from exc
     try:
-        at = (moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None
-              else local_to_utc(moment))
+        at = (
+            moment.astimezone(UTC).replace(tzinfo=None)
+            if moment.tzinfo is not None
+            else local_to_utc(moment)
+        )
     except (OverflowError, ValueError) as exc:
         raise ValidationError(_("schedule_at is out of range."), field="schedule_at") from exc
     now = now or utcnow()
     if at <= now:
-        raise ValidationError(_("schedule_at has passed; leave it out to send now."), field="schedule_at")
+        raise ValidationError(
+            _("schedule_at has passed; leave it out to send now."), field="schedule_at"
+        )
     days = int(current_app.config["API_SCHEDULE_MAX_DAYS"])
     if at > now + timedelta(days=days):
-        raise ValidationError(_("schedule_at is at most %(n)s days ahead.", n=days), field="schedule_at")
+        raise ValidationError(
+            _("schedule_at is at most %(n)s days ahead.", n=days), field="schedule_at"
+        )
     return at
 
 
@@ -170,15 +184,24 @@ def parse(payload) -> SendRequest:
             raise ValidationError(_("Unknown field %(f)s.", f=key), field=str(key))
     template_id = payload.get("template_id")
     if not _is_int(template_id) or not 1 <= template_id <= MAX_ID:
-        raise ValidationError(_("template_id must be the number of a template."), field="template_id")
+        raise ValidationError(
+            _("template_id must be the number of a template."), field="template_id"
+        )
     raw = payload.get("recipients")
     if not isinstance(raw, list) or not raw:
-        raise ValidationError(_("recipients must be a list of at least one recipient."),
-                              field="recipients")
+        raise ValidationError(
+            _("recipients must be a list of at least one recipient."), field="recipients"
+        )
     limit = int(current_app.config["API_MAX_RECIPIENTS"])
     if len(raw) > limit:
-        raise PayloadTooLarge(_("At most %(n)s recipients per call; this call has %(m)s. Split it.",
-                                n=limit, m=len(raw)), field="recipients")
+        raise PayloadTooLarge(
+            _(
+                "At most %(n)s recipients per call; this call has %(m)s. Split it.",
+                n=limit,
+                m=len(raw),
+            ),
+            field="recipients",
+        )
     recipients = []
     for i, item in enumerate(raw):
         where = f"recipients[{i}]"
@@ -186,29 +209,38 @@ def parse(payload) -> SendRequest:
             raise ValidationError(_("%(f)s must be an object.", f=where), field=where)
         for key in item:
             if key not in RECIPIENT_FIELDS:
-                raise ValidationError(_("Unknown field %(f)s.", f=f"{where}.{key}"),
-                                      field=f"{where}.{key}")
+                raise ValidationError(
+                    _("Unknown field %(f)s.", f=f"{where}.{key}"), field=f"{where}.{key}"
+                )
         crm_id, mobile = item.get("crm_id"), item.get("mobile")
         if (crm_id is None) == (mobile is None):
-            raise ValidationError(_("%(f)s needs exactly one of crm_id and mobile.", f=where),
-                                  field=where)
+            raise ValidationError(
+                _("%(f)s needs exactly one of crm_id and mobile.", f=where), field=where
+            )
         if crm_id is not None and not (isinstance(crm_id, str) and CRM_ID_RE.match(crm_id)):
-            raise ValidationError(_("%(f)s.crm_id is not a CRM id (1 to 32 letters, digits, '_' or '-').",
-                                    f=where), field=f"{where}.crm_id")
+            raise ValidationError(
+                _("%(f)s.crm_id is not a CRM id (1 to 32 letters, digits, '_' or '-').", f=where),
+                field=f"{where}.crm_id",
+            )
         if mobile is not None and not (isinstance(mobile, str) and MOBILE_RE.match(mobile)):
-            raise ValidationError(_("%(f)s.mobile is not an 11-digit Chinese mobile number.", f=where),
-                                  field=f"{where}.mobile")
+            raise ValidationError(
+                _("%(f)s.mobile is not an 11-digit Chinese mobile number.", f=where),
+                field=f"{where}.mobile",
+            )
         variables = item.get("vars", {})
         if not isinstance(variables, dict):
-            raise ValidationError(_("%(f)s must be an object of variables.", f=f"{where}.vars"),
-                                  field=f"{where}.vars")
+            raise ValidationError(
+                _("%(f)s must be an object of variables.", f=f"{where}.vars"), field=f"{where}.vars"
+            )
         recipients.append(RecipientInput(i, crm_id, mobile, variables))
     seen: dict[tuple[str, str], int] = {}
     for r in recipients:
         first = seen.setdefault((r.ref_kind, r.ref), r.index)
         if first != r.index:
-            raise ValidationError(_("recipients[%(i)s] repeats recipients[%(j)s].", i=r.index, j=first),
-                                  field=f"recipients[{r.index}]")
+            raise ValidationError(
+                _("recipients[%(i)s] repeats recipients[%(j)s].", i=r.index, j=first),
+                field=f"recipients[{r.index}]",
+            )
     return SendRequest(template_id, recipients, parse_schedule(payload.get("schedule_at")))
 
 
@@ -220,6 +252,7 @@ def request_hash(payload) -> str:
 
 # ------------------------------------------------------------------ checks
 
+
 def usable_template(client: ApiClient, template_id: int) -> MessageTemplate:
     """The template if the key may fill it: bound (403 otherwise, also for a template
     that does not exist) and approved in its current version (409 otherwise)."""
@@ -227,14 +260,22 @@ def usable_template(client: ApiClient, template_id: int) -> MessageTemplate:
     if template is None or not api_clients.is_bound(client, template_id):
         raise PermissionDenied(_("Template %(id)s is not bound to this key.", id=template_id))
     if not template.is_approved:
-        raise TemplateNotApproved(_("Template %(id)s was changed and waits for approval again; it cannot be used until it is approved.",
-                                    id=template_id))
+        raise TemplateNotApproved(
+            _(
+                "Template %(id)s was changed and waits for approval again; it cannot be used until it is approved.",
+                id=template_id,
+            )
+        )
     if template.category not in message_service.allowed_categories(client.unit):
-        raise PermissionDenied(_("The client's unit may not send this category of message (Art 13)."))
+        raise PermissionDenied(
+            _("The client's unit may not send this category of message (Art 13).")
+        )
     return template
 
 
-def _filled_texts(template: MessageTemplate, recipients: list[RecipientInput]) -> tuple[list[str], int]:
+def _filled_texts(
+    template: MessageTemplate, recipients: list[RecipientInput]
+) -> tuple[list[str], int]:
     """Each recipient's text (``fill``), checked for length and content rules; returns
     the texts and the largest segment count."""
     active = rules.active_rules()
@@ -246,14 +287,28 @@ def _filled_texts(template: MessageTemplate, recipients: list[RecipientInput]) -
     for r in recipients:
         where = f"recipients[{r.index}].vars"
         text = templates.fill(template, r.vars, field=where)
-        info = segments.measure(text, commercial=commercial, opt_out_line=opt_out,
-                                signature=message_settings.SIGNATURE, longest_branch=longest)
+        info = segments.measure(
+            text,
+            commercial=commercial,
+            opt_out_line=opt_out,
+            signature=message_settings.SIGNATURE,
+            longest_branch=longest,
+        )
         if info.over_limit:
-            raise ValidationError(_("With these values the message for recipients[%(i)s] takes %(n)s SMS segments; at most %(max)s are allowed.",
-                                    i=r.index, n=info.segments, max=segments.MAX_SEGMENTS), field=where)
+            raise ValidationError(
+                _(
+                    "With these values the message for recipients[%(i)s] takes %(n)s SMS segments; at most %(max)s are allowed.",
+                    i=r.index,
+                    n=info.segments,
+                    max=segments.MAX_SEGMENTS,
+                ),
+                field=where,
+            )
         found = rules.check(text, template.category, active, domains)
         if found.blocks:
-            raise ValidationError(f"recipients[{r.index}]: {rules.block_message(found)}", field=where)
+            raise ValidationError(
+                f"recipients[{r.index}]: {rules.block_message(found)}", field=where
+            )
         texts.append(text)
         most = max(most, info.segments)
     return texts, most
@@ -284,35 +339,51 @@ def resolve(client: ApiClient, recipients: list[RecipientInput]) -> list[Resolve
     by_crm: dict[str, int] = {}
     by_mobile: dict[str, list[tuple[int, str]]] = {}
     if crm_ids:
-        for cid, crm in db.session.execute(scoped(select(c.id, c.crm_id).where(c.crm_id.in_(crm_ids)))):
+        for cid, crm in db.session.execute(
+            scoped(select(c.id, c.crm_id).where(c.crm_id.in_(crm_ids)))
+        ):
             by_crm[crm] = cid
     if mobiles:
         for cid, crm, mobile in db.session.execute(
-                scoped(select(c.id, c.crm_id, c.mobile).where(c.mobile.in_(mobiles))).order_by(c.id)):
+            scoped(select(c.id, c.crm_id, c.mobile).where(c.mobile.in_(mobiles))).order_by(c.id)
+        ):
             by_mobile.setdefault(mobile, []).append((cid, crm))
     out: list[Resolved] = []
     owner: dict[int, int] = {}
     for r in recipients:
         if r.crm_id is not None:
             found = [(by_crm[r.crm_id], r.crm_id)] if r.crm_id in by_crm else []
-            missing = _("recipients[%(i)s]: no customer with CRM id %(v)s in the client's scope.",
-                        i=r.index, v=r.crm_id)
+            missing = _(
+                "recipients[%(i)s]: no customer with CRM id %(v)s in the client's scope.",
+                i=r.index,
+                v=r.crm_id,
+            )
         else:
             found = by_mobile.get(r.mobile, [])
-            missing = _("recipients[%(i)s]: no customer with mobile %(v)s in the client's scope.",
-                        i=r.index, v=r.mobile)
+            missing = _(
+                "recipients[%(i)s]: no customer with mobile %(v)s in the client's scope.",
+                i=r.index,
+                v=r.mobile,
+            )
         if not found:
             raise ValidationError(missing, field=f"recipients[{r.index}]")
         for cid, crm in found:
             first = owner.setdefault(cid, r.index)
             if first != r.index:
-                raise ValidationError(_("recipients[%(i)s] names the same customer as recipients[%(j)s].",
-                                        i=r.index, j=first), field=f"recipients[{r.index}]")
+                raise ValidationError(
+                    _(
+                        "recipients[%(i)s] names the same customer as recipients[%(j)s].",
+                        i=r.index,
+                        j=first,
+                    ),
+                    field=f"recipients[{r.index}]",
+                )
             out.append(Resolved(r.index, cid, crm))
     return out
 
 
 # ------------------------------------------------------------------ accepting a send
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -336,14 +407,22 @@ def accept(client: ApiClient, payload, *, idempotency_key: str | None = None) ->
     digest = None
     if idempotency_key is not None:
         if not IDEMPOTENCY_KEY_RE.match(idempotency_key):
-            raise ValidationError(_("The Idempotency-Key header is 1 to 100 visible ASCII characters."),
-                                  field="Idempotency-Key")
+            raise ValidationError(
+                _("The Idempotency-Key header is 1 to 100 visible ASCII characters."),
+                field="Idempotency-Key",
+            )
         digest = request_hash(payload)
         prior = _stored_answer(client, idempotency_key, digest)
         if prior is not None:
             return prior
-        row = IdempotencyKey(client_id=client.id, key=idempotency_key, request_hash=digest,
-                             response_status=0, response_body="", created_at=utcnow())
+        row = IdempotencyKey(
+            client_id=client.id,
+            key=idempotency_key,
+            request_hash=digest,
+            response_status=0,
+            response_body="",
+            created_at=utcnow(),
+        )
         db.session.add(row)
         try:
             db.session.flush()
@@ -351,7 +430,9 @@ def accept(client: ApiClient, payload, *, idempotency_key: str | None = None) ->
             db.session.rollback()
             prior = _stored_answer(client, idempotency_key, digest)
             if prior is None:  # the other request failed and left nothing: ours may go on
-                raise Conflict(_("A request with this Idempotency-Key is in progress; retry shortly.")) from None
+                raise Conflict(
+                    _("A request with this Idempotency-Key is in progress; retry shortly.")
+                ) from None
             return prior
     answer = _create(client, payload)
     if idempotency_key is not None:
@@ -363,8 +444,9 @@ def accept(client: ApiClient, payload, *, idempotency_key: str | None = None) ->
 
 def _stored_answer(client: ApiClient, key: str, digest: str) -> Answer | None:
     row = db.session.execute(
-        select(IdempotencyKey).where(IdempotencyKey.client_id == client.id,
-                                     IdempotencyKey.key == key)
+        select(IdempotencyKey).where(
+            IdempotencyKey.client_id == client.id, IdempotencyKey.key == key
+        )
     ).scalar_one_or_none()
     if row is None or not row.response_status:
         return None
@@ -382,58 +464,123 @@ def _create(client: ApiClient, payload) -> Answer:
     user = client.user
     crm_ids = sorted({r.crm_id for r in resolved})
     upload = AudienceUpload(
-        author_id=user.id, unit_id=client.unit_id, kind="crm_id",
-        filename=f"API {client.key_prefix} {client.name}"[:200], total_lines=len(req.recipients),
-        good_count=len(crm_ids), duplicate_count=0, bad_count=0, bad_lines="[]", confirmed=True,
+        author_id=user.id,
+        unit_id=client.unit_id,
+        kind="crm_id",
+        filename=f"API {client.key_prefix} {client.name}"[:200],
+        total_lines=len(req.recipients),
+        good_count=len(crm_ids),
+        duplicate_count=0,
+        bad_count=0,
+        bad_lines="[]",
+        confirmed=True,
         created_at=now,
     )
     db.session.add(upload)
     db.session.flush()
-    db.session.execute(insert(AudienceUploadRow),
-                       [{"upload_id": upload.id, "value": v} for v in crm_ids])
+    db.session.execute(
+        insert(AudienceUploadRow), [{"upload_id": upload.id, "value": v} for v in crm_ids]
+    )
     spec = audience.AudienceSpec(kind="customers", upload_id=upload.id)
     message = Message(
-        unit_id=client.unit_id, author_id=user.id, category=template.category,
-        title=f"API · {client.name} · {template.name}"[:200], body=template.content,
-        audience=spec.to_json(), status="approved", urgent=template.urgent,
-        schedule_at=req.schedule_at, version=1, route=template.route,
-        route_article=template.route_article, route_unit_id=template.route_unit_id,
-        route_fallback=template.route_fallback, submitted_at=now, approved_at=now,
-        approved_by_id=template.approved_by_id, approved_version=1, created_at=now,
-        updated_at=now, segments=most_segments,
-        audience_summary=json.dumps({"listed": len(req.recipients), "customers": len(resolved),
-                                     "source": "api"}),
+        unit_id=client.unit_id,
+        author_id=user.id,
+        category=template.category,
+        title=f"API · {client.name} · {template.name}"[:200],
+        body=template.content,
+        audience=spec.to_json(),
+        status="approved",
+        urgent=template.urgent,
+        schedule_at=req.schedule_at,
+        version=1,
+        route=template.route,
+        route_article=template.route_article,
+        route_unit_id=template.route_unit_id,
+        route_fallback=template.route_fallback,
+        submitted_at=now,
+        approved_at=now,
+        approved_by_id=template.approved_by_id,
+        approved_version=1,
+        created_at=now,
+        updated_at=now,
+        segments=most_segments,
+        audience_summary=json.dumps(
+            {"listed": len(req.recipients), "customers": len(resolved), "source": "api"}
+        ),
         rule_warnings=template.rule_warnings,
     )
     db.session.add(message)
     db.session.flush()
     # The approval this message rests on is the template's (R-42, once): the history says so.
-    db.session.add(MessageApproval(
-        message_id=message.id, version=1, decision="approve", route=template.route,
-        route_article=template.route_article, actor_id=template.approved_by_id, at=now,
-        comment=_("Approved as template #%(id)s version %(v)s; sent through the API by %(client)s (key %(prefix)s).",
-                  id=template.id, v=template.version, client=client.name, prefix=client.key_prefix),
-    ))
-    db.session.add(ApiMessage(message_id=message.id, client_id=client.id, template_id=template.id,
-                              template_version=template.version, listed=len(req.recipients),
-                              customers=len(resolved), created_at=now))
+    db.session.add(
+        MessageApproval(
+            message_id=message.id,
+            version=1,
+            decision="approve",
+            route=template.route,
+            route_article=template.route_article,
+            actor_id=template.approved_by_id,
+            at=now,
+            comment=_(
+                "Approved as template #%(id)s version %(v)s; sent through the API by %(client)s (key %(prefix)s).",
+                id=template.id,
+                v=template.version,
+                client=client.name,
+                prefix=client.key_prefix,
+            ),
+        )
+    )
+    db.session.add(
+        ApiMessage(
+            message_id=message.id,
+            client_id=client.id,
+            template_id=template.id,
+            template_version=template.version,
+            listed=len(req.recipients),
+            customers=len(resolved),
+            created_at=now,
+        )
+    )
     by_index = {r.index: r for r in req.recipients}
-    db.session.execute(insert(ApiRecipient), [
-        {"message_id": message.id, "customer_id": r.customer_id, "position": r.index,
-         "ref_kind": by_index[r.index].ref_kind, "ref": by_index[r.index].ref,
-         "vars": json.dumps(by_index[r.index].vars, ensure_ascii=False, sort_keys=True)}
-        for r in resolved
-    ])
-    audit.record("api.message_accepted", actor=user, target=message,
-                 details={"client_id": client.id, "key_prefix": client.key_prefix,
-                          "template_id": template.id, "template_version": template.version,
-                          "listed": len(req.recipients), "customers": len(resolved),
-                          "schedule_at": req.schedule_at})
+    db.session.execute(
+        insert(ApiRecipient),
+        [
+            {
+                "message_id": message.id,
+                "customer_id": r.customer_id,
+                "position": r.index,
+                "ref_kind": by_index[r.index].ref_kind,
+                "ref": by_index[r.index].ref,
+                "vars": json.dumps(by_index[r.index].vars, ensure_ascii=False, sort_keys=True),
+            }
+            for r in resolved
+        ],
+    )
+    audit.record(
+        "api.message_accepted",
+        actor=user,
+        target=message,
+        details={
+            "client_id": client.id,
+            "key_prefix": client.key_prefix,
+            "template_id": template.id,
+            "template_version": template.version,
+            "listed": len(req.recipients),
+            "customers": len(resolved),
+            "schedule_at": req.schedule_at,
+        },
+    )
     body = {
-        "id": message.id, "status": message.status, "template_id": template.id,
-        "template_version": template.version, "recipients": len(req.recipients),
-        "customers": len(resolved), "segments": most_segments, "urgent": bool(template.urgent),
-        "schedule_at": _iso(req.schedule_at), "created_at": _iso(now),
+        "id": message.id,
+        "status": message.status,
+        "template_id": template.id,
+        "template_version": template.version,
+        "recipients": len(req.recipients),
+        "customers": len(resolved),
+        "segments": most_segments,
+        "urgent": bool(template.urgent),
+        "schedule_at": _iso(req.schedule_at),
+        "created_at": _iso(now),
     }
     return Answer(202, body)
 
@@ -467,11 +614,18 @@ def message_status(client: ApiClient, message_id) -> dict:
     row = _own(client, message_id)
     m: Message = row.message
     return {
-        "id": m.id, "status": m.status, "template_id": row.template_id,
-        "template_version": row.template_version, "recipients": row.listed,
-        "customers": row.customers, "urgent": bool(m.urgent), "schedule_at": _iso(m.schedule_at),
-        "created_at": _iso(row.created_at), "send_started_at": _iso(m.send_started_at),
-        "sent_at": _iso(m.sent_at), "counts": _counts(row),
+        "id": m.id,
+        "status": m.status,
+        "template_id": row.template_id,
+        "template_version": row.template_version,
+        "recipients": row.listed,
+        "customers": row.customers,
+        "urgent": bool(m.urgent),
+        "schedule_at": _iso(m.schedule_at),
+        "created_at": _iso(row.created_at),
+        "send_started_at": _iso(m.send_started_at),
+        "sent_at": _iso(m.sent_at),
+        "counts": _counts(row),
     }
 
 
@@ -481,11 +635,15 @@ def _page_arg(value, name: str, default: int, high: int) -> int:
     text = str(value)
     number = int(text) if _DIGITS.match(text) else 0
     if not 1 <= number <= high:
-        raise ValidationError(_("%(f)s is a whole number from 1 to %(n)s.", f=name, n=high), field=name)
+        raise ValidationError(
+            _("%(f)s is a whole number from 1 to %(n)s.", f=name, n=high), field=name
+        )
     return number
 
 
-def recipients_page(client: ApiClient, message_id, *, status=None, page=None, per_page=None) -> dict:
+def recipients_page(
+    client: ApiClient, message_id, *, status=None, page=None, per_page=None
+) -> dict:
     """The client's recipients of one message with their outcomes, in request order,
     optionally of one outcome, a page at a time."""
     row = _own(client, message_id)
@@ -495,24 +653,42 @@ def recipients_page(client: ApiClient, message_id, *, status=None, page=None, pe
     size = _page_arg(per_page, "per_page", 100, PER_PAGE_MAX)
     a, r = ApiRecipient.__table__.c, Recipient.__table__.c
     join = ApiRecipient.__table__.outerjoin(
-        Recipient.__table__, and_(r.message_id == a.message_id, r.customer_id == a.customer_id))
-    query = select(a.position, a.ref_kind, a.ref, r.status, r.reason, r.submitted_at,
-                   r.finished_at).select_from(join).where(a.message_id == row.message_id)
+        Recipient.__table__, and_(r.message_id == a.message_id, r.customer_id == a.customer_id)
+    )
+    query = (
+        select(a.position, a.ref_kind, a.ref, r.status, r.reason, r.submitted_at, r.finished_at)
+        .select_from(join)
+        .where(a.message_id == row.message_id)
+    )
     if status == "pending":
         query = query.where(r.id.is_(None))
     elif status:
         query = query.where(r.status == status)
     total = db.session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     rows = db.session.execute(
-        query.order_by(a.position, a.customer_id).offset((page_no - 1) * size).limit(size)).all()
+        query.order_by(a.position, a.customer_id).offset((page_no - 1) * size).limit(size)
+    ).all()
     items = []
     for position, kind, ref, outcome, reason, submitted_at, finished_at in rows:
-        items.append({"index": position, kind: ref, "status": outcome or "pending",
-                      "reason": reason or "", "submitted_at": _iso(submitted_at),
-                      "finished_at": _iso(finished_at)})
-    return {"message_id": row.message_id, "status": status, "page": page_no,
-            "per_page": size, "total": total, "pages": max((total + size - 1) // size, 1),
-            "items": items}
+        items.append(
+            {
+                "index": position,
+                kind: ref,
+                "status": outcome or "pending",
+                "reason": reason or "",
+                "submitted_at": _iso(submitted_at),
+                "finished_at": _iso(finished_at),
+            }
+        )
+    return {
+        "message_id": row.message_id,
+        "status": status,
+        "page": page_no,
+        "per_page": size,
+        "total": total,
+        "pages": max((total + size - 1) // size, 1),
+        "items": items,
+    }
 
 
 def values_for(message_id: int, customer_ids) -> dict[int, dict]:
@@ -522,8 +698,9 @@ def values_for(message_id: int, customer_ids) -> dict[int, dict]:
     if not ids:
         return {}
     rows = db.session.execute(
-        select(ApiRecipient.customer_id, ApiRecipient.vars)
-        .where(ApiRecipient.message_id == message_id, ApiRecipient.customer_id.in_(ids))
+        select(ApiRecipient.customer_id, ApiRecipient.vars).where(
+            ApiRecipient.message_id == message_id, ApiRecipient.customer_id.in_(ids)
+        )
     ).all()
     return {cid: json.loads(raw or "{}") for cid, raw in rows}
 
@@ -537,9 +714,13 @@ def values_for_recipients(message_id: int, recipient_ids) -> dict[int, dict]:
         return {}
     a, r = ApiRecipient.__table__.c, Recipient.__table__.c
     rows = db.session.execute(
-        select(r.id, a.vars).select_from(Recipient.__table__.join(
-            ApiRecipient.__table__, and_(a.message_id == r.message_id,
-                                         a.customer_id == r.customer_id)))
+        select(r.id, a.vars)
+        .select_from(
+            Recipient.__table__.join(
+                ApiRecipient.__table__,
+                and_(a.message_id == r.message_id, a.customer_id == r.customer_id),
+            )
+        )
         .where(r.id.in_(ids), r.message_id == message_id)
     ).all()
     return {rid: json.loads(raw or "{}") for rid, raw in rows}
@@ -551,10 +732,15 @@ def purge_idempotency_keys(now: datetime | None = None) -> int:
 
     cut = (now or utcnow()) - timedelta(hours=int(current_app.config["API_IDEMPOTENCY_HOURS"]))
     gone = db.session.execute(
-        delete(IdempotencyKey).where(IdempotencyKey.created_at < cut)
+        delete(IdempotencyKey)
+        .where(IdempotencyKey.created_at < cut)
         .execution_options(synchronize_session=False)
     ).rowcount
     if gone:
-        audit.record("api.idempotency_purged", actor=None, target_type="api_idempotency_keys",
-                     details={"deleted": gone, "before": cut})
+        audit.record(
+            "api.idempotency_purged",
+            actor=None,
+            target_type="api_idempotency_keys",
+            details={"deleted": gone, "before": cut},
+        )
     return gone

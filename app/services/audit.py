@@ -50,8 +50,16 @@ def _client_ip() -> str:
     return request.remote_addr or ""
 
 
-def record(action: str, *, actor=None, target=None, target_type: str = "", target_id="",
-           details: dict | None = None, ip: str | None = None) -> AuditLog:
+def record(
+    action: str,
+    *,
+    actor=None,
+    target=None,
+    target_type: str = "",
+    target_id="",
+    details: dict | None = None,
+    ip: str | None = None,
+) -> AuditLog:
     """Append one audit row to the current transaction.
 
     ``actor`` is a User (or None for the system); ``target`` a model instance whose
@@ -101,9 +109,13 @@ def verify_chain(batch: int = 5000) -> ChainReport:
     checked = 0
     last_id = 0
     while True:
-        rows = db.session.execute(
-            select(AuditLog).where(AuditLog.id > last_id).order_by(AuditLog.id).limit(batch)
-        ).scalars().all()
+        rows = (
+            db.session.execute(
+                select(AuditLog).where(AuditLog.id > last_id).order_by(AuditLog.id).limit(batch)
+            )
+            .scalars()
+            .all()
+        )
         if not rows:
             return ChainReport(checked, None)
         for row in rows:
@@ -117,8 +129,15 @@ def verify_chain(batch: int = 5000) -> ChainReport:
         db.session.expunge_all()
 
 
-def search(*, actor: str = "", action: str = "", target_type: str = "", target_id: str = "",
-           since: datetime | None = None, until: datetime | None = None):
+def search(
+    *,
+    actor: str = "",
+    action: str = "",
+    target_type: str = "",
+    target_id: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+):
     """A select over the log filtered as the auditor asked, newest first."""
     q = select(AuditLog)
     if actor:

@@ -35,17 +35,20 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
 
 
-def _log_attempt(user: User | None, username: str, ip: str, user_agent: str, success: bool,
-                 reason: str = "") -> None:
-    db.session.add(LoginEvent(
-        user_id=user.id if user else None,
-        username=username[:60],
-        at=utcnow(),
-        ip=ip[:64],
-        user_agent=user_agent[:300],
-        success=success,
-        reason=reason,
-    ))
+def _log_attempt(
+    user: User | None, username: str, ip: str, user_agent: str, success: bool, reason: str = ""
+) -> None:
+    db.session.add(
+        LoginEvent(
+            user_id=user.id if user else None,
+            username=username[:60],
+            at=utcnow(),
+            ip=ip[:64],
+            user_agent=user_agent[:300],
+            success=success,
+            reason=reason,
+        )
+    )
 
 
 def authenticate(username: str, password: str, *, ip: str = "", user_agent: str = "") -> User:
@@ -71,18 +74,27 @@ def authenticate(username: str, password: str, *, ip: str = "", user_agent: str 
         if user.locked_until and user.locked_until > now:
             raise LoginFailed(
                 "locked",
-                _l("Too many failed attempts: the account is locked. Try again later or ask the Market admin."),
+                _l(
+                    "Too many failed attempts: the account is locked. Try again later or ask the Market admin."
+                ),
             )
         if not check_password_hash(user.password_hash, password or ""):
             user.failed_logins = (user.failed_logins or 0) + 1
             if user.failed_logins >= cfg["LOGIN_MAX_FAILURES"]:
                 user.locked_until = now + timedelta(minutes=cfg["LOGIN_LOCKOUT_MINUTES"])
                 user.failed_logins = 0
-                audit.record("user.locked", actor=None, target=user,
-                             details={"minutes": cfg["LOGIN_LOCKOUT_MINUTES"]}, ip=ip)
+                audit.record(
+                    "user.locked",
+                    actor=None,
+                    target=user,
+                    details={"minutes": cfg["LOGIN_LOCKOUT_MINUTES"]},
+                    ip=ip,
+                )
                 raise LoginFailed(
                     "locked_now",
-                    _l("Too many failed attempts: the account is locked. Try again later or ask the Market admin."),
+                    _l(
+                        "Too many failed attempts: the account is locked. Try again later or ask the Market admin."
+                    ),
                 )
             raise LoginFailed("bad_password")
     except LoginFailed as exc:
@@ -103,12 +115,14 @@ def validate_new_password(user: User, new_password: str) -> None:
     pw = new_password or ""
     if len(pw) < min_len:
         raise ValidationError(_l("The password must have at least %(n)s characters.", n=min_len))
-    kinds = sum([
-        any(c.islower() for c in pw),
-        any(c.isupper() for c in pw),
-        any(c.isdigit() for c in pw),
-        any(not c.isalnum() for c in pw),
-    ])
+    kinds = sum(
+        [
+            any(c.islower() for c in pw),
+            any(c.isupper() for c in pw),
+            any(c.isdigit() for c in pw),
+            any(not c.isalnum() for c in pw),
+        ]
+    )
     if kinds < 3:
         raise ValidationError(
             _l("Use at least three of: lower-case letters, capitals, digits, symbols.")
@@ -139,8 +153,11 @@ def generate_initial_password(length: int = 14) -> str:
     alphabet = string.ascii_letters + string.digits + "-_#%+"
     while True:
         pw = "".join(secrets.choice(alphabet) for _ in range(length))
-        if (any(c.islower() for c in pw) and any(c.isupper() for c in pw)
-                and any(c.isdigit() for c in pw)):
+        if (
+            any(c.islower() for c in pw)
+            and any(c.isupper() for c in pw)
+            and any(c.isdigit() for c in pw)
+        ):
             return pw
 
 

@@ -259,8 +259,10 @@ def transfer_for_departing(actor: User, departing_user_id: int, *, note: str = "
     superior = departing.superior
     if superior is None or not superior.active:
         raise ValidationError(
-            _("%(name)s has no active superior. Record the superior first.",
-              name=departing.display_name)
+            _(
+                "%(name)s has no active superior. Record the superior first.",
+                name=departing.display_name,
+            )
         )
     selection = select(Customer).where(Customer.manager_id == departing.id)
     return _move(

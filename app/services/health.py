@@ -13,8 +13,11 @@ from app.redis_conn import get_redis
 
 def health_report() -> dict:
     """Database and Redis reachability and the newest worker heartbeat (seconds ago)."""
-    report: dict = {"database": {"ok": False}, "redis": {"ok": False},
-                    "worker": {"ok": False, "count": 0, "last_heartbeat_seconds": None}}
+    report: dict = {
+        "database": {"ok": False},
+        "redis": {"ok": False},
+        "worker": {"ok": False, "count": 0, "last_heartbeat_seconds": None},
+    }
     try:
         db.session.execute(text("SELECT 1"))
         report["database"] = {"ok": True, "dialect": db.engine.dialect.name}
@@ -30,8 +33,11 @@ def health_report() -> dict:
         if beats:
             newest = max(b if b.tzinfo else b.replace(tzinfo=UTC) for b in beats)
             age = (datetime.now(UTC) - newest).total_seconds()
-            report["worker"] = {"ok": age < 120, "count": len(workers),
-                                "last_heartbeat_seconds": round(age, 1)}
+            report["worker"] = {
+                "ok": age < 120,
+                "count": len(workers),
+                "last_heartbeat_seconds": round(age, 1),
+            }
         else:
             report["worker"] = {"ok": False, "count": 0, "last_heartbeat_seconds": None}
     except Exception as exc:

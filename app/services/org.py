@@ -58,9 +58,18 @@ def create_unit(*, code: str, name: str, kind: str, actor: User | None = None, *
     return unit
 
 
-def create_user(*, username: str, display_name: str, unit: Unit, password: str,
-                roles: list[Role], superior: User | None = None, post: str = "",
-                must_change_password: bool = True, actor: User | None = None) -> User:
+def create_user(
+    *,
+    username: str,
+    display_name: str,
+    unit: Unit,
+    password: str,
+    roles: list[Role],
+    superior: User | None = None,
+    post: str = "",
+    must_change_password: bool = True,
+    actor: User | None = None,
+) -> User:
     """Add a user with hashed password and roles; the caller commits."""
     username = (username or "").strip()
     if not username:
@@ -84,8 +93,11 @@ def create_user(*, username: str, display_name: str, unit: Unit, password: str,
         "user.created",
         actor=actor,
         target=user,
-        details={"unit": unit.code, "roles": [r.code for r in roles],
-                 "superior": superior.username if superior else None},
+        details={
+            "unit": unit.code,
+            "roles": [r.code for r in roles],
+            "superior": superior.username if superior else None,
+        },
     )
     return user
 

@@ -44,22 +44,33 @@ MINUTE_TASKS: list[MinuteTask] = []
 # Sending: start due messages, recover lost work, ask new customers.
 MINUTE_TASKS.append(MinuteTask("sending.dispatch", "app.jobs.sending.dispatch_due"))
 MINUTE_TASKS.append(MinuteTask("sending.recover", "app.jobs.sending.recover"))
-DAILY_TASKS.append(DailyTask("consent_inquiry", "CONSENT_INQUIRY_TIME", "15:00",
-                             "app.jobs.sending.consent_inquiry"))
+DAILY_TASKS.append(
+    DailyTask(
+        "consent_inquiry", "CONSENT_INQUIRY_TIME", "15:00", "app.jobs.sending.consent_inquiry"
+    )
+)
 
 # Messages: the frequency cap's kept list follows the settings, and is recounted
 # whole once a day.
-MINUTE_TASKS.append(MinuteTask("frequency_caps.recount_stale",
-                               "app.jobs.messages.recount_stale_caps"))
-DAILY_TASKS.append(DailyTask("frequency_caps.recount", "CAP_RECOUNT_TIME", "00:10",
-                             "app.jobs.messages.recount_caps"))
+MINUTE_TASKS.append(
+    MinuteTask("frequency_caps.recount_stale", "app.jobs.messages.recount_stale_caps")
+)
+DAILY_TASKS.append(
+    DailyTask(
+        "frequency_caps.recount", "CAP_RECOUNT_TIME", "00:10", "app.jobs.messages.recount_caps"
+    )
+)
 # Customers: the T+1 CRM import of the newest extract.
-DAILY_TASKS.append(DailyTask("crm_import", "CRM_IMPORT_TIME", "06:30",
-                             "app.jobs.imports.daily_import"))
+DAILY_TASKS.append(
+    DailyTask("crm_import", "CRM_IMPORT_TIME", "06:30", "app.jobs.imports.daily_import")
+)
 
 # REST API: Idempotency-Keys are kept for API_IDEMPOTENCY_HOURS, then forgotten.
-DAILY_TASKS.append(DailyTask("api_idempotency_purge", "API_PURGE_TIME", "03:20",
-                             "app.jobs.api.purge_idempotency_keys"))
+DAILY_TASKS.append(
+    DailyTask(
+        "api_idempotency_purge", "API_PURGE_TIME", "03:20", "app.jobs.api.purge_idempotency_keys"
+    )
+)
 
 
 def _task_time(task: DailyTask) -> time:
@@ -76,8 +87,9 @@ def claim_due(now: datetime | None = None) -> list[DailyTask]:
     for task in DAILY_TASKS:
         if now.time() < _task_time(task):
             continue
-        db.session.add(ScheduledRun(task=task.name, run_date=now.date().isoformat(),
-                                    started_at=utcnow()))
+        db.session.add(
+            ScheduledRun(task=task.name, run_date=now.date().isoformat(), started_at=utcnow())
+        )
         try:
             db.session.commit()
         except IntegrityError:

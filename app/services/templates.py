@@ -67,6 +67,7 @@ DECISION_LABELS = {
 
 # ------------------------------------------------------------------ variables
 
+
 def variables_in(content: str) -> list[str]:
     """The variables a client must supply, in order of first appearance."""
     seen: dict[str, None] = {}
@@ -90,9 +91,12 @@ def estimate(content: str, category: str) -> segments.SegmentInfo:
 def final_text(template: MessageTemplate) -> str:
     """The template as its messages go out: signature first, the opt-out line last for
     commercial categories (R-49); placeholders unfilled."""
-    return segments.compose(template.content, commercial=template.category in COMMERCIAL_CATEGORIES,
-                            opt_out_line=message_settings.get("opt_out_line"),
-                            signature=message_settings.SIGNATURE)
+    return segments.compose(
+        template.content,
+        commercial=template.category in COMMERCIAL_CATEGORIES,
+        opt_out_line=message_settings.get("opt_out_line"),
+        signature=message_settings.SIGNATURE,
+    )
 
 
 def _value_text(value) -> str | None:
@@ -117,43 +121,73 @@ def fill(template: MessageTemplate, values, *, field: str = "vars") -> str:
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise ValidationError(_("%(field)s must be an object of variables.", field=field),
-                              field=field)
+        raise ValidationError(
+            _("%(field)s must be an object of variables.", field=field), field=field
+        )
     declared = variables_in(template.content)
     for name in values:
         if name not in declared:
             if name in SYSTEM_PLACEHOLDERS:
                 raise ValidationError(
-                    _("Variable %(var)s is not accepted (%(field)s): {%(var)s} is filled from the customer's record.",
-                      var=name, field=field), field=f"{field}.{name}")
+                    _(
+                        "Variable %(var)s is not accepted (%(field)s): {%(var)s} is filled from the customer's record.",
+                        var=name,
+                        field=field,
+                    ),
+                    field=f"{field}.{name}",
+                )
             raise ValidationError(
-                _("Variable %(var)s is not in the template (%(field)s); it declares: %(declared)s.",
-                  var=name, field=field, declared=", ".join(declared) or _("none")),
-                field=f"{field}.{name}")
+                _(
+                    "Variable %(var)s is not in the template (%(field)s); it declares: %(declared)s.",
+                    var=name,
+                    field=field,
+                    declared=", ".join(declared) or _("none"),
+                ),
+                field=f"{field}.{name}",
+            )
     texts: dict[str, str] = {}
     for name in declared:
         if name not in values:
-            raise ValidationError(_("Variable %(var)s is missing (%(field)s).", var=name, field=field),
-                                  field=f"{field}.{name}")
+            raise ValidationError(
+                _("Variable %(var)s is missing (%(field)s).", var=name, field=field),
+                field=f"{field}.{name}",
+            )
         text = _value_text(values[name])
         where = f"{field}.{name}"
         if text is None:
-            raise ValidationError(_("Variable %(var)s must be text or a number (%(field)s).",
-                                    var=name, field=field), field=where)
+            raise ValidationError(
+                _("Variable %(var)s must be text or a number (%(field)s).", var=name, field=field),
+                field=where,
+            )
         if not text.strip():
-            raise ValidationError(_("Variable %(var)s is empty (%(field)s).", var=name, field=field),
-                                  field=where)
+            raise ValidationError(
+                _("Variable %(var)s is empty (%(field)s).", var=name, field=field), field=where
+            )
         if len(text) > VARIABLE_MAX_CHARS:
-            raise ValidationError(_("Variable %(var)s is longer than %(n)s characters (%(field)s).",
-                                    var=name, n=VARIABLE_MAX_CHARS, field=field), field=where)
+            raise ValidationError(
+                _(
+                    "Variable %(var)s is longer than %(n)s characters (%(field)s).",
+                    var=name,
+                    n=VARIABLE_MAX_CHARS,
+                    field=field,
+                ),
+                field=where,
+            )
         if _CONTROL.search(text) or "{" in text or "}" in text:
-            raise ValidationError(_("Variable %(var)s holds line breaks, control characters or braces (%(field)s).",
-                                    var=name, field=field), field=where)
+            raise ValidationError(
+                _(
+                    "Variable %(var)s holds line breaks, control characters or braces (%(field)s).",
+                    var=name,
+                    field=field,
+                ),
+                field=where,
+            )
         texts[name] = text
     return segments.expand(template.content, texts)
 
 
 # ------------------------------------------------------------------ input
+
 
 @dataclass
 class TemplateInput:
@@ -174,9 +208,16 @@ def input_from_form(form) -> TemplateInput:
 
 def _check_input(data: TemplateInput, unit) -> segments.SegmentInfo:
     """What every save checks (nothing is written before it passes)."""
-    if data.category not in TEMPLATE_CATEGORIES or data.category not in message_service.allowed_categories(unit):
+    if (
+        data.category not in TEMPLATE_CATEGORIES
+        or data.category not in message_service.allowed_categories(unit)
+    ):
         # R-41, Art 13: HQ departments other than Research write transactional notices only.
-        raise PermissionDenied(_("Your unit may not write this category of message: HQ departments other than Research write transactional notices only (Art 13)."))
+        raise PermissionDenied(
+            _(
+                "Your unit may not write this category of message: HQ departments other than Research write transactional notices only (Art 13)."
+            )
+        )
     if not data.name:
         raise ValidationError(_("Give the template a name."), field="name")
     if len(data.name) > NAME_MAX:
@@ -184,25 +225,48 @@ def _check_input(data: TemplateInput, unit) -> segments.SegmentInfo:
     if not data.content:
         raise ValidationError(_("The template has no text."), field="content")
     if len(data.content) > CONTENT_MAX:
-        raise ValidationError(_("The text is at most %(n)s characters.", n=CONTENT_MAX), field="content")
+        raise ValidationError(
+            _("The text is at most %(n)s characters.", n=CONTENT_MAX), field="content"
+        )
     if _stray_brace(data.content):
-        raise ValidationError(_("A brace is not part of a placeholder. Write placeholders as {amount}: letters and underscores between braces."),
-                              field="content")
+        raise ValidationError(
+            _(
+                "A brace is not part of a placeholder. Write placeholders as {amount}: letters and underscores between braces."
+            ),
+            field="content",
+        )
     if len(variables_in(data.content)) > VARIABLES_MAX:
-        raise ValidationError(_("A template has at most %(n)s variables.", n=VARIABLES_MAX), field="content")
+        raise ValidationError(
+            _("A template has at most %(n)s variables.", n=VARIABLES_MAX), field="content"
+        )
     info = estimate(data.content, data.category)
     if info.over_limit:
-        raise ValidationError(_("The message would take %(n)s SMS segments; at most %(max)s are allowed. Shorten the text.",
-                                n=info.segments, max=segments.MAX_SEGMENTS), field="content")
+        raise ValidationError(
+            _(
+                "The message would take %(n)s SMS segments; at most %(max)s are allowed. Shorten the text.",
+                n=info.segments,
+                max=segments.MAX_SEGMENTS,
+            ),
+            field="content",
+        )
     return info
 
 
-def _history(template: MessageTemplate, decision: str, actor: User | None, comment: str = "") -> None:
-    db.session.add(TemplateApproval(
-        template_id=template.id, version=template.version, decision=decision, comment=comment,
-        route=template.route, route_article=template.route_article,
-        actor_id=actor.id if actor else None, at=utcnow(),
-    ))
+def _history(
+    template: MessageTemplate, decision: str, actor: User | None, comment: str = ""
+) -> None:
+    db.session.add(
+        TemplateApproval(
+            template_id=template.id,
+            version=template.version,
+            decision=decision,
+            comment=comment,
+            route=template.route,
+            route_article=template.route_article,
+            actor_id=actor.id if actor else None,
+            at=utcnow(),
+        )
+    )
 
 
 def _load(template_id: int, *, lock: bool = False) -> MessageTemplate:
@@ -217,6 +281,7 @@ def _load(template_id: int, *, lock: bool = False) -> MessageTemplate:
 
 # ------------------------------------------------------------------ author's side
 
+
 def create(author: User, data: TemplateInput) -> MessageTemplate:
     """A new draft template in the author's unit. The caller commits."""
     if not author.can("message.draft"):
@@ -224,21 +289,39 @@ def create(author: User, data: TemplateInput) -> MessageTemplate:
     info = _check_input(data, author.unit)
     now = utcnow()
     template = MessageTemplate(
-        name=data.name, category=data.category, content=data.content, urgent=data.urgent,
-        unit_id=author.unit_id, author_id=author.id, status="draft", version=1,
-        route="", route_article="", segments=info.segments, rule_warnings="[]",
-        created_at=now, updated_at=now,
+        name=data.name,
+        category=data.category,
+        content=data.content,
+        urgent=data.urgent,
+        unit_id=author.unit_id,
+        author_id=author.id,
+        status="draft",
+        version=1,
+        route="",
+        route_article="",
+        segments=info.segments,
+        rule_warnings="[]",
+        created_at=now,
+        updated_at=now,
     )
     db.session.add(template)
     db.session.flush()
-    audit.record("template.created", actor=author, target=template,
-                 details={"name": template.name, "category": template.category,
-                          "variables": variables_in(template.content)})
+    audit.record(
+        "template.created",
+        actor=author,
+        target=template,
+        details={
+            "name": template.name,
+            "category": template.category,
+            "variables": variables_in(template.content),
+        },
+    )
     return template
 
 
-def update(template_id: int, editor: User, data: TemplateInput,
-           expected_version: int | None) -> MessageTemplate:
+def update(
+    template_id: int, editor: User, data: TemplateInput, expected_version: int | None
+) -> MessageTemplate:
     """The author edits the template. An approved one loses its approval and goes along
     the route again (R-42); a pending one is routed again; a rejected one becomes a
     draft. Refused, nothing changed, when the template moved on since it was opened."""
@@ -256,13 +339,20 @@ def update(template_id: int, editor: User, data: TemplateInput,
     template.segments = info.segments
     template.version += 1
     template.updated_at = utcnow()
-    audit.record("template.edited", actor=editor, target=template,
-                 details={"version": template.version, "status": prior})
+    audit.record(
+        "template.edited",
+        actor=editor,
+        target=template,
+        details={"version": template.version, "status": prior},
+    )
     if prior == "approved":
         _history(template, "void", editor, _("Edited after approval"))
-        audit.record("template.approval_voided", actor=editor, target=template,
-                     details={"approved_version": template.approved_version,
-                              "version": template.version})
+        audit.record(
+            "template.approval_voided",
+            actor=editor,
+            target=template,
+            details={"approved_version": template.approved_version, "version": template.version},
+        )
         template.approved_at = template.approved_by_id = template.approved_version = None
         _submit(template, editor)
     elif prior == "pending":
@@ -278,7 +368,11 @@ def _submit(template: MessageTemplate, actor: User) -> None:
         raise ValidationError(rules.block_message(found), field="content")
     chosen = routing.route_for(template.unit, template.category, template.author_id)
     if not chosen.approver_ids:
-        raise ValidationError(_("Nobody but you could approve this template. Ask the Market Business Dept to name another approver."))
+        raise ValidationError(
+            _(
+                "Nobody but you could approve this template. Ask the Market Business Dept to name another approver."
+            )
+        )
     now = utcnow()
     template.status = "pending"
     template.route, template.route_unit_id = chosen.group, chosen.unit_id
@@ -286,11 +380,19 @@ def _submit(template: MessageTemplate, actor: User) -> None:
     template.submitted_at = now
     template.rule_warnings = json.dumps([m.as_dict() for m in found.warnings], ensure_ascii=False)
     _history(template, "submit", actor)
-    audit.record("template.submitted", actor=actor, target=template,
-                 details={"version": template.version, "route": chosen.group,
-                          "route_unit_id": chosen.unit_id, "article": chosen.article,
-                          "fallback": chosen.fallback,
-                          "warnings": [m.label for m in found.warnings]})
+    audit.record(
+        "template.submitted",
+        actor=actor,
+        target=template,
+        details={
+            "version": template.version,
+            "route": chosen.group,
+            "route_unit_id": chosen.unit_id,
+            "article": chosen.article,
+            "fallback": chosen.fallback,
+            "warnings": [m.label for m in found.warnings],
+        },
+    )
 
 
 def submit(template_id: int, actor: User, expected_version: int | None = None) -> MessageTemplate:
@@ -308,10 +410,14 @@ def submit(template_id: int, actor: User, expected_version: int | None = None) -
 
 # ------------------------------------------------------------------ approver's side
 
+
 def can_decide(user: User, template: MessageTemplate) -> bool:
     """True when ``user`` may approve or reject ``template`` now."""
-    return (template.status == "pending" and user.id != template.author_id
-            and routing.is_member(user, template.route, template.route_unit_id))
+    return (
+        template.status == "pending"
+        and user.id != template.author_id
+        and routing.is_member(user, template.route, template.route_unit_id)
+    )
 
 
 def _decision_checks(template: MessageTemplate, approver: User, seen_version: int | None) -> None:
@@ -320,14 +426,18 @@ def _decision_checks(template: MessageTemplate, approver: User, seen_version: in
     if approver.id == template.author_id:
         raise PermissionDenied(_("Nobody approves their own template."))
     if template.status != "pending":
-        raise Conflict(_("The template is %(s)s and waits for no decision.",
-                         s=STATUS_LABELS[template.status]))
+        raise Conflict(
+            _("The template is %(s)s and waits for no decision.", s=STATUS_LABELS[template.status])
+        )
     if seen_version is None or seen_version != template.version:
-        raise Conflict(_("The template changed since you opened it. Read the new version before deciding."))
+        raise Conflict(
+            _("The template changed since you opened it. Read the new version before deciding.")
+        )
 
 
-def approve(template_id: int, approver: User, seen_version: int | None,
-            comment: str = "") -> MessageTemplate:
+def approve(
+    template_id: int, approver: User, seen_version: int | None, comment: str = ""
+) -> MessageTemplate:
     """Approve the version the approver read; the content rules run again. The caller commits."""
     template = _load(template_id, lock=True)
     _decision_checks(template, approver, seen_version)
@@ -341,31 +451,45 @@ def approve(template_id: int, approver: User, seen_version: int | None,
     template.rule_warnings = json.dumps([m.as_dict() for m in found.warnings], ensure_ascii=False)
     template.updated_at = now
     _history(template, "approve", approver, (comment or "").strip()[:1000])
-    audit.record("template.approved", actor=approver, target=template,
-                 details={"version": template.version, "route": template.route,
-                          "article": template.route_article,
-                          "comment": (comment or "").strip()[:200]})
+    audit.record(
+        "template.approved",
+        actor=approver,
+        target=template,
+        details={
+            "version": template.version,
+            "route": template.route,
+            "article": template.route_article,
+            "comment": (comment or "").strip()[:200],
+        },
+    )
     return template
 
 
-def reject(template_id: int, approver: User, seen_version: int | None,
-           comment: str) -> MessageTemplate:
+def reject(
+    template_id: int, approver: User, seen_version: int | None, comment: str
+) -> MessageTemplate:
     """Return the template to its author with the reason. The caller commits."""
     comment = (comment or "").strip()
     template = _load(template_id, lock=True)
     _decision_checks(template, approver, seen_version)
     if not comment:
-        raise ValidationError(_("Say why the template is rejected: the author reads the comment."),
-                              field="comment")
+        raise ValidationError(
+            _("Say why the template is rejected: the author reads the comment."), field="comment"
+        )
     template.status = "rejected"
     template.updated_at = utcnow()
     _history(template, "reject", approver, comment[:1000])
-    audit.record("template.rejected", actor=approver, target=template,
-                 details={"version": template.version, "comment": comment[:200]})
+    audit.record(
+        "template.rejected",
+        actor=approver,
+        target=template,
+        details={"version": template.version, "comment": comment[:200]},
+    )
     return template
 
 
 # ------------------------------------------------------------------ reading
+
 
 def get_visible(template_id: int, user: User) -> MessageTemplate:
     """A template the user may read: their unit's, routed to them, or any for those who
@@ -373,8 +497,11 @@ def get_visible(template_id: int, user: User) -> MessageTemplate:
     template = db.session.get(MessageTemplate, template_id)
     if template is None:
         raise NotFound(_("No such template."))
-    if (template.unit_id == user.unit_id or scope.sees_all_units(user)
-            or routing.is_member(user, template.route, template.route_unit_id)):
+    if (
+        template.unit_id == user.unit_id
+        or scope.sees_all_units(user)
+        or routing.is_member(user, template.route, template.route_unit_id)
+    ):
         return template
     raise scope.NotInScope()
 
@@ -394,9 +521,16 @@ def pending_query(user: User):
         return select(MessageTemplate).where(MessageTemplate.id.is_(None))
     return (
         select(MessageTemplate)
-        .where(MessageTemplate.status == "pending", MessageTemplate.author_id != user.id,
-               or_(*[and_(MessageTemplate.route == g, MessageTemplate.route_unit_id == u)
-                     for g, u in groups]))
+        .where(
+            MessageTemplate.status == "pending",
+            MessageTemplate.author_id != user.id,
+            or_(
+                *[
+                    and_(MessageTemplate.route == g, MessageTemplate.route_unit_id == u)
+                    for g, u in groups
+                ]
+            ),
+        )
         .order_by(MessageTemplate.submitted_at, MessageTemplate.id)
     )
 
@@ -410,8 +544,8 @@ def pending_count(user: User) -> int:
 def approved_of_unit(unit_id: int) -> list[MessageTemplate]:
     """The unit's templates whose approval stands (what a client of the unit may be bound to)."""
     rows = db.session.execute(
-        select(MessageTemplate).where(MessageTemplate.unit_id == unit_id,
-                                      MessageTemplate.status == "approved")
+        select(MessageTemplate)
+        .where(MessageTemplate.unit_id == unit_id, MessageTemplate.status == "approved")
         .order_by(MessageTemplate.name, MessageTemplate.id)
     ).scalars()
     return [t for t in rows if t.is_approved]

@@ -55,8 +55,17 @@ STEP_LABELS = {
     "execute": _l("Execution by the Market admin"),
 }
 SCOPE_LABELS = {"unit": _l("Own unit"), "all": _l("All units")}
-FORM_FIELDS = ("kind", "person_name", "post", "target_user_id", "username", "superior_id",
-               "data_scope", "reason", "effective_date")
+FORM_FIELDS = (
+    "kind",
+    "person_name",
+    "post",
+    "target_user_id",
+    "username",
+    "superior_id",
+    "data_scope",
+    "reason",
+    "effective_date",
+)
 
 
 @bp.app_template_filter("access_kind")
@@ -82,8 +91,9 @@ def access_scope(scope: str) -> str:
 def _role_names() -> dict[str, str]:
     """Role code → the role's name in the UI language, for showing requested role codes."""
     zh = str(get_locale() or "zh").startswith("zh")
-    return {r.code: (r.name if zh else r.name_en)
-            for r in db.session.execute(select(Role)).scalars()}
+    return {
+        r.code: (r.name if zh else r.name_en) for r in db.session.execute(select(Role)).scalars()
+    }
 
 
 def _page_context(**extra) -> dict:
@@ -91,6 +101,7 @@ def _page_context(**extra) -> dict:
 
 
 # ---------------------------------------------------------------- lists
+
 
 @bp.get("/")
 @login_required
@@ -108,14 +119,26 @@ def list_requests():
     if kind in KIND_LABELS:
         query = query.where(AccessRequest.kind == kind)
     total = db.session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    rows = db.session.execute(
-        query.order_by(AccessRequest.id.desc()).offset((page - 1) * size).limit(size)
-    ).scalars().all()
+    rows = (
+        db.session.execute(
+            query.order_by(AccessRequest.id.desc()).offset((page - 1) * size).limit(size)
+        )
+        .scalars()
+        .all()
+    )
     return render_page_or_partial(
-        "access/list.html", "access/_table.html",
-        **_page_context(requests=rows, total=total, page=page, pages=max((total + size - 1) // size, 1),
-                        status_filter=status, kind_filter=kind, statuses=ACCESS_STATUSES,
-                        kinds=access.PREPARABLE_KINDS),
+        "access/list.html",
+        "access/_table.html",
+        **_page_context(
+            requests=rows,
+            total=total,
+            page=page,
+            pages=max((total + size - 1) // size, 1),
+            status_filter=status,
+            kind_filter=kind,
+            statuses=ACCESS_STATUSES,
+            kinds=access.PREPARABLE_KINDS,
+        ),
     )
 
 
@@ -126,12 +149,16 @@ def inbox():
     executions for the Market admin; each item is decided in place."""
     steps = access.inbox_steps(current_user)
     sections = [(step, access.inbox(current_user, step)) for step in steps]
-    actions = {req.id: access.allowed_actions(current_user, req)
-               for _step, reqs in sections for req in reqs}
+    actions = {
+        req.id: access.allowed_actions(current_user, req)
+        for _step, reqs in sections
+        for req in reqs
+    }
     return render_template("access/inbox.html", **_page_context(sections=sections, actions=actions))
 
 
 # ---------------------------------------------------------------- the form
+
 
 def _form_values(source) -> dict:
     values = {name: (source.get(name) or "").strip() for name in FORM_FIELDS}
@@ -149,13 +176,23 @@ def _int_or_none(value: str) -> int | None:
         return None
 
 
-def _form_page(form: dict, *, errors: dict | None = None, error: str | None = None, status: int = 200):
+def _form_page(
+    form: dict, *, errors: dict | None = None, error: str | None = None, status: int = 200
+):
     members = access.unit_members(current_user.unit_id)
     return render_page_or_partial(
-        "access/new.html", "access/_form.html", status=status,
-        **_page_context(form=form, errors=errors or {}, error=error, members=members,
-                        roles=access.requestable_roles(), wide_roles=access.all_unit_role_codes(),
-                        kinds=access.PREPARABLE_KINDS),
+        "access/new.html",
+        "access/_form.html",
+        status=status,
+        **_page_context(
+            form=form,
+            errors=errors or {},
+            error=error,
+            members=members,
+            roles=access.requestable_roles(),
+            wide_roles=access.all_unit_role_codes(),
+            kinds=access.PREPARABLE_KINDS,
+        ),
     )
 
 
@@ -172,34 +209,60 @@ def create_request():
     form = _form_values(request.form)
     try:
         req = access.prepare(
-            current_user, kind=form["kind"], person_name=form["person_name"], post=form["post"],
-            target_user_id=_int_or_none(form["target_user_id"]), username=form["username"],
-            superior_id=_int_or_none(form["superior_id"]), roles=form["roles"],
-            data_scope=form["data_scope"], reason=form["reason"], effective_date=form["effective_date"],
+            current_user,
+            kind=form["kind"],
+            person_name=form["person_name"],
+            post=form["post"],
+            target_user_id=_int_or_none(form["target_user_id"]),
+            username=form["username"],
+            superior_id=_int_or_none(form["superior_id"]),
+            roles=form["roles"],
+            data_scope=form["data_scope"],
+            reason=form["reason"],
+            effective_date=form["effective_date"],
         )
         db.session.commit()
     except ValidationError as exc:
         db.session.rollback()
-        return _form_page(form, errors=exc.details.get("errors", {}), error=str(exc.message),
-                          status=exc.status)
+        return _form_page(
+            form, errors=exc.details.get("errors", {}), error=str(exc.message), status=exc.status
+        )
     if req.status == "signed":
-        flash(_("Application %(number)s is submitted; as head of the unit your preparation is its "
-                "signature. It now waits for company approval.", number=req.number), "success")
+        flash(
+            _(
+                "Application %(number)s is submitted; as head of the unit your preparation is its "
+                "signature. It now waits for company approval.",
+                number=req.number,
+            ),
+            "success",
+        )
     else:
-        flash(_("Application %(number)s is submitted and waits for the signature of your unit's "
-                "head.", number=req.number), "success")
+        flash(
+            _(
+                "Application %(number)s is submitted and waits for the signature of your unit's "
+                "head.",
+                number=req.number,
+            ),
+            "success",
+        )
     return redirect(url_for("access.view_request", request_id=req.id))
 
 
 # ---------------------------------------------------------------- one application
 
+
 @bp.get("/<int:request_id>")
 @login_required
 def view_request(request_id: int):
     req = access.get_request(current_user, request_id)
-    return render_template("access/view.html", **_page_context(
-        req=req, actions=access.allowed_actions(current_user, req),
-        handover=access.handover_needed(req)))
+    return render_template(
+        "access/view.html",
+        **_page_context(
+            req=req,
+            actions=access.allowed_actions(current_user, req),
+            handover=access.handover_needed(req),
+        ),
+    )
 
 
 @bp.get("/<int:request_id>/print")
@@ -210,11 +273,23 @@ def print_request(request_id: int):
     return render_template("access/print.html", **_page_context(req=req))
 
 
-def _decision_response(req: AccessRequest, *, message: str | None = None, error: str | None = None,
-                       status: int = 200, **extra):
+def _decision_response(
+    req: AccessRequest,
+    *,
+    message: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+    **extra,
+):
     """The decision box for htmx, the whole page otherwise (errors only; success redirects)."""
-    ctx = _page_context(req=req, actions=access.allowed_actions(current_user, req), message=message,
-                        error=error, handover=access.handover_needed(req), **extra)
+    ctx = _page_context(
+        req=req,
+        actions=access.allowed_actions(current_user, req),
+        message=message,
+        error=error,
+        handover=access.handover_needed(req),
+        **extra,
+    )
     if is_partial_request():
         return render_partial("access/_decision.html", status=status, **ctx)
     return render_template("access/view.html", **ctx), status
@@ -242,24 +317,33 @@ def _decide(request_id: int, step, done_message, *args):
 @bp.post("/<int:request_id>/sign")
 @permission_required("access.sign")
 def sign_request(request_id: int):
-    return _decide(request_id, access.sign,
-                   lambda r: _("Signed. The application now waits for company approval."))
+    return _decide(
+        request_id,
+        access.sign,
+        lambda r: _("Signed. The application now waits for company approval."),
+    )
 
 
 @bp.post("/<int:request_id>/approve")
 @permission_required("access.approve")
 def approve_request(request_id: int):
-    return _decide(request_id, access.approve,
-                   lambda r: _("Approved. The Market admin can now execute the application."))
+    return _decide(
+        request_id,
+        access.approve,
+        lambda r: _("Approved. The Market admin can now execute the application."),
+    )
 
 
 @bp.post("/<int:request_id>/reject")
 @login_required
 def reject_request(request_id: int):
     """Reject at the step the application waits for; the service checks the step's role."""
-    return _decide(request_id, access.reject,
-                   lambda r: _("Rejected. The applicant sees your reason."),
-                   request.form.get("reason", ""))
+    return _decide(
+        request_id,
+        access.reject,
+        lambda r: _("Rejected. The applicant sees your reason."),
+        request.form.get("reason", ""),
+    )
 
 
 @bp.post("/<int:request_id>/withdraw")
@@ -270,11 +354,19 @@ def withdraw_request(request_id: int):
 
 # ---------------------------------------------------------------- execution
 
+
 def _execute_page(req: AccessRequest, *, error: str | None = None, status: int = 200):
     preview = access.preview_execution(req) if req.status == "approved" else None
-    return render_template("access/execute.html", **_page_context(
-        req=req, preview=preview, error=error, handover=preview.handover if preview else None,
-        actions=access.allowed_actions(current_user, req))), status
+    return render_template(
+        "access/execute.html",
+        **_page_context(
+            req=req,
+            preview=preview,
+            error=error,
+            handover=preview.handover if preview else None,
+            actions=access.allowed_actions(current_user, req),
+        ),
+    ), status
 
 
 @bp.get("/<int:request_id>/execute")
@@ -294,19 +386,27 @@ def execute_request(request_id: int):
         db.session.commit()
     except DomainError as exc:
         db.session.rollback()
-        return _execute_page(access.get_request(current_user, request_id), error=str(exc.message),
-                             status=exc.status)
+        return _execute_page(
+            access.get_request(current_user, request_id), error=str(exc.message), status=exc.status
+        )
     if result.initial_password is None:
         flash(_("Application %(number)s is executed.", number=result.request.number), "success")
         return redirect(url_for("access.view_request", request_id=result.request.id))
-    response = make_response(render_template("access/executed.html", **_page_context(
-        req=result.request, new_user=result.user, password=result.initial_password)))
+    response = make_response(
+        render_template(
+            "access/executed.html",
+            **_page_context(
+                req=result.request, new_user=result.user, password=result.initial_password
+            ),
+        )
+    )
     response.headers["Cache-Control"] = "no-store, max-age=0"
     response.headers["Pragma"] = "no-cache"
     return response
 
 
 # ---------------------------------------------------------------- panels elsewhere
+
 
 def _dashboard_panel(viewer):
     """Open and late deregistrations for the Market admin (R-12); what waits for the viewer;

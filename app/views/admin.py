@@ -30,9 +30,13 @@ LOGIN_REASONS = {
 @bp.get("/units")
 @permission_required("admin.units")
 def list_units():
-    counts = dict(db.session.execute(
-        select(User.unit_id, func.count(User.id)).where(User.active.is_(True)).group_by(User.unit_id)
-    ).all())
+    counts = dict(
+        db.session.execute(
+            select(User.unit_id, func.count(User.id))
+            .where(User.active.is_(True))
+            .group_by(User.unit_id)
+        ).all()
+    )
     units = db.session.execute(select(Unit).order_by(Unit.kind.desc(), Unit.code)).scalars().all()
     return render_template("admin/units.html", units=units, counts=counts)
 
@@ -58,24 +62,47 @@ def list_users():
     if unit_id:
         query = query.where(User.unit_id == unit_id)
     total = db.session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    users = db.session.execute(
-        query.order_by(User.username).offset((page - 1) * size).limit(size)
-    ).scalars().all()
+    users = (
+        db.session.execute(query.order_by(User.username).offset((page - 1) * size).limit(size))
+        .scalars()
+        .all()
+    )
     units = db.session.execute(select(Unit).order_by(Unit.code)).scalars().all()
-    return render_template("admin/users.html", users=users, units=units, q=q, unit_id=unit_id,
-                           page=page, pages=max((total + size - 1) // size, 1), total=total)
+    return render_template(
+        "admin/users.html",
+        users=users,
+        units=units,
+        q=q,
+        unit_id=unit_id,
+        page=page,
+        pages=max((total + size - 1) // size, 1),
+        total=total,
+    )
 
 
 @bp.get("/users/<int:user_id>")
 @permission_required("admin.users")
 def view_user(user_id: int):
     user = db.session.get(User, user_id) or _missing()
-    logins = db.session.execute(
-        select(LoginEvent).where(LoginEvent.user_id == user.id).order_by(LoginEvent.id.desc()).limit(50)
-    ).scalars().all()
+    logins = (
+        db.session.execute(
+            select(LoginEvent)
+            .where(LoginEvent.user_id == user.id)
+            .order_by(LoginEvent.id.desc())
+            .limit(50)
+        )
+        .scalars()
+        .all()
+    )
     panels, context = collect_panels(USER_PANELS, current_user, user)
-    return render_template("admin/user.html", user=user, logins=logins, login_reasons=LOGIN_REASONS,
-                           user_panels=panels, **context)
+    return render_template(
+        "admin/user.html",
+        user=user,
+        logins=logins,
+        login_reasons=LOGIN_REASONS,
+        user_panels=panels,
+        **context,
+    )
 
 
 @bp.post("/users/<int:user_id>/unlock")

@@ -27,9 +27,17 @@ csrf.exempt(bp)
 
 # Error codes by status, for errors that carry no more specific one.
 CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "too_large",
-    415: "unsupported_media_type", 422: "invalid", 429: "rate_limited", 500: "server_error",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    500: "server_error",
     503: "unavailable",
 }
 
@@ -90,8 +98,9 @@ def _domain_error(exc: DomainError):
         code = "invalid"
     else:
         code = CODES.get(exc.status, "error")
-    return _error(exc.status, code, str(exc.message), field=exc.details.get("field"),
-                  headers=headers)
+    return _error(
+        exc.status, code, str(exc.message), field=exc.details.get("field"), headers=headers
+    )
 
 
 def _http_error(exc: HTTPException):
@@ -145,6 +154,7 @@ def _json_body():
 
 # ---------------------------------------------------------------- endpoints
 
+
 @bp.post("/messages")
 def create_message():
     """Send a bound, approved template to listed customers: 202 with the message id."""
@@ -179,8 +189,12 @@ def get_recipients(message_id: str):
     """The message's recipients with their outcomes, a page at a time."""
     client = _client()
     body = api_messages.recipients_page(
-        client, message_id, status=request.args.get("status"), page=request.args.get("page"),
-        per_page=request.args.get("per_page"))
+        client,
+        message_id,
+        status=request.args.get("status"),
+        page=request.args.get("page"),
+        per_page=request.args.get("per_page"),
+    )
     db.session.commit()
     return jsonify(body)
 

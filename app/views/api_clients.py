@@ -28,7 +28,9 @@ def api_client_of(user) -> ApiClient | None:
     """The API client a system account stands for (the one-time key screen after execution)."""
     if user is None:
         return None
-    return db.session.execute(select(ApiClient).where(ApiClient.user_id == user.id)).scalar_one_or_none()
+    return db.session.execute(
+        select(ApiClient).where(ApiClient.user_id == user.id)
+    ).scalar_one_or_none()
 
 
 @bp.get("/")
@@ -38,12 +40,23 @@ def list_clients():
 
 
 def _detail_context(client: ApiClient, **extra) -> dict:
-    recent = db.session.execute(
-        select(Message).join(ApiMessage, ApiMessage.message_id == Message.id)
-        .where(ApiMessage.client_id == client.id).order_by(Message.id.desc()).limit(20)
-    ).scalars().all()
-    return {"client": client, "bindable": api_clients.bindable_templates(client),
-            "recent": recent, **extra}
+    recent = (
+        db.session.execute(
+            select(Message)
+            .join(ApiMessage, ApiMessage.message_id == Message.id)
+            .where(ApiMessage.client_id == client.id)
+            .order_by(Message.id.desc())
+            .limit(20)
+        )
+        .scalars()
+        .all()
+    )
+    return {
+        "client": client,
+        "bindable": api_clients.bindable_templates(client),
+        "recent": recent,
+        **extra,
+    }
 
 
 @bp.get("/<int:client_id>")
@@ -59,8 +72,9 @@ def rotate_key(client_id: int):
     """A new key, shown in this answer only; the old key stops working at once."""
     client, key = api_clients.rotate(client_id, _actor())
     db.session.commit()
-    response = make_response(render_template("api_clients/key.html", api_client=client,
-                                             api_key=key, rotated=True))
+    response = make_response(
+        render_template("api_clients/key.html", api_client=client, api_key=key, rotated=True)
+    )
     response.headers["Cache-Control"] = "no-store, max-age=0"
     response.headers["Pragma"] = "no-cache"
     return response
@@ -75,8 +89,9 @@ def revoke_key(client_id: int):
     except DomainError as exc:
         db.session.rollback()
         client = api_clients.get_client(client_id)
-        return render_template("api_clients/view.html", revoke_error=str(exc.message),
-                               **_detail_context(client)), exc.status
+        return render_template(
+            "api_clients/view.html", revoke_error=str(exc.message), **_detail_context(client)
+        ), exc.status
     flash(_("The key is revoked: every call with it is refused from now on."), "success")
     return redirect(url_for("api_clients.view_client", client_id=client_id))
 
@@ -90,22 +105,30 @@ def set_rate(client_id: int):
     except DomainError as exc:
         db.session.rollback()
         client = api_clients.get_client(client_id)
-        return render_template("api_clients/view.html", rate_error=str(exc.message),
-                               **_detail_context(client)), exc.status
+        return render_template(
+            "api_clients/view.html", rate_error=str(exc.message), **_detail_context(client)
+        ), exc.status
     flash(_("The rate is changed."), "success")
     return redirect(url_for("api_clients.view_client", client_id=client_id))
 
 
-def _bindings_answer(client_id: int, *, done: str | None = None, error: str | None = None,
-                     status: int = 200):
+def _bindings_answer(
+    client_id: int, *, done: str | None = None, error: str | None = None, status: int = 200
+):
     client = api_clients.get_client(client_id)
     db.session.refresh(client)
     if is_partial_request():
-        return render_partial("api_clients/_bindings.html", status=status, done=done, error=error,
-                              **_detail_context(client))
+        return render_partial(
+            "api_clients/_bindings.html",
+            status=status,
+            done=done,
+            error=error,
+            **_detail_context(client),
+        )
     if error:
-        return render_template("api_clients/view.html", bind_error=error,
-                               **_detail_context(client)), status
+        return render_template(
+            "api_clients/view.html", bind_error=error, **_detail_context(client)
+        ), status
     flash(done, "success")
     return redirect(url_for("api_clients.view_client", client_id=client_id))
 
@@ -134,7 +157,9 @@ def unbind_template(client_id: int, template_id: int):
     except DomainError as exc:
         db.session.rollback()
         return _bindings_answer(client_id, error=str(exc.message), status=exc.status)
-    return _bindings_answer(client_id, done=_("The template is unbound: the key may no longer fill it."))
+    return _bindings_answer(
+        client_id, done=_("The template is unbound: the key may no longer fill it.")
+    )
 
 
 def _actor():

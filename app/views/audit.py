@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
+from flask import Blueprint, Response, current_app, request, stream_with_context
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
@@ -53,8 +53,13 @@ def list_entries():
     total = db.session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     rows = db.session.execute(query.offset((page - 1) * size).limit(size)).scalars().all()
     return render_page_or_partial(
-        "audit/list.html", "audit/_results.html", rows=rows, total=total, page=page,
-        pages=max((total + size - 1) // size, 1), args=request.args,
+        "audit/list.html",
+        "audit/_results.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max((total + size - 1) // size, 1),
+        args=request.args,
     )
 
 
@@ -62,19 +67,39 @@ def list_entries():
 @permission_required("audit.view")
 def export_csv():
     filters = _filters()
-    audit.record("audit.exported", actor=current_user,
-                 details={k: str(v) for k, v in filters.items() if v})
+    audit.record(
+        "audit.exported", actor=current_user, details={k: str(v) for k, v in filters.items() if v}
+    )
     db.session.commit()
     query = audit.search(**filters).execution_options(yield_per=2000)
 
     def rows():
         for row in db.session.execute(query).scalars():
-            yield [row.id, to_local(row.at).strftime("%Y-%m-%d %H:%M:%S"), row.actor_name,
-                   row.action, row.target_type, row.target_id, row.details, row.ip,
-                   row.prev_hash, row.hash]
+            yield [
+                row.id,
+                to_local(row.at).strftime("%Y-%m-%d %H:%M:%S"),
+                row.actor_name,
+                row.action,
+                row.target_type,
+                row.target_id,
+                row.details,
+                row.ip,
+                row.prev_hash,
+                row.hash,
+            ]
 
-    header = ["id", "time", "actor", "action", "target_type", "target_id", "details", "ip",
-              "prev_hash", "hash"]
+    header = [
+        "id",
+        "time",
+        "actor",
+        "action",
+        "target_type",
+        "target_id",
+        "details",
+        "ip",
+        "prev_hash",
+        "hash",
+    ]
     return Response(
         stream_with_context(stream_csv(header, rows())),
         mimetype="text/csv",

@@ -6,10 +6,10 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
+from app.extensions import db
 from app.security import login_required
 from app.services import audit, auth
 from app.services.errors import ValidationError
-from app.extensions import db
 
 bp = Blueprint("auth", __name__)
 
@@ -33,11 +33,16 @@ def login_post():
     password = request.form.get("password", "")
     next_url = request.form.get("next", "")
     try:
-        user = auth.authenticate(username, password, ip=request.remote_addr or "",
-                                 user_agent=request.headers.get("User-Agent", ""))
+        user = auth.authenticate(
+            username,
+            password,
+            ip=request.remote_addr or "",
+            user_agent=request.headers.get("User-Agent", ""),
+        )
     except auth.LoginFailed as exc:
-        return render_template("auth/login.html", username=username, next=next_url,
-                               error=str(exc.message)), 401
+        return render_template(
+            "auth/login.html", username=username, next=next_url, error=str(exc.message)
+        ), 401
     lang = session.get("lang")
     session.clear()  # a fresh session on login: no fixation
     if lang:
@@ -74,11 +79,16 @@ def change_password():
 @login_required
 def change_password_post():
     try:
-        auth.change_password(current_user, request.form.get("current_password", ""),
-                             request.form.get("new_password", ""),
-                             request.form.get("confirm_password", ""))
+        auth.change_password(
+            current_user,
+            request.form.get("current_password", ""),
+            request.form.get("new_password", ""),
+            request.form.get("confirm_password", ""),
+        )
     except ValidationError as exc:
         return render_template("auth/change_password.html", error=str(exc.message)), 422
-    login_user(current_user._get_current_object())  # the session version changed: keep this session, end the others
+    login_user(
+        current_user._get_current_object()
+    )  # the session version changed: keep this session, end the others
     flash(_("Your password has been changed."), "success")
     return redirect(url_for("main.dashboard"))

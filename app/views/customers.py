@@ -222,8 +222,9 @@ def transfer_customers():
 @permission_required("customer.view")
 def transfer_for_departing(user_id: int):
     """The superior or the Market admin hands a departed user's customers to the superior."""
-    moved = handover.transfer_for_departing(current_user, user_id,
-                                            note=request.form.get("note", ""))
+    moved = handover.transfer_for_departing(
+        current_user, user_id, note=request.form.get("note", "")
+    )
     db.session.commit()
     flash(
         _(

@@ -56,4 +56,3 @@ def healthz():
     report = health_report()
     status = 200 if report["database"]["ok"] and report["redis"]["ok"] else 503
     return jsonify(report), status
-

@@ -21,28 +21,47 @@ NAV: list[NavEntry] = [
     NavEntry("main.dashboard", _l("Dashboard"), ()),
     NavEntry("customers.list_customers", _l("Customers"), ("customer.view",)),
     NavEntry("customers.list_mine", _l("My customers"), ("customer.handover",)),
-    NavEntry("customers.list_to_assign", _l("To assign"), ("customer.assign",),
-             "customers_to_assign"),
-    NavEntry("customers.list_checks", _l("Mobile checks"), ("customer.verify_mobile",),
-             "customers_checks"),
+    NavEntry(
+        "customers.list_to_assign", _l("To assign"), ("customer.assign",), "customers_to_assign"
+    ),
+    NavEntry(
+        "customers.list_checks",
+        _l("Mobile checks"),
+        ("customer.verify_mobile",),
+        "customers_checks",
+    ),
     NavEntry("callcentre.find_customers", _l("Opt-out by phone"), ("customer.opt_out",)),
     NavEntry("imports.list_runs", _l("CRM import"), ("customer.import",)),
     NavEntry("messages.list_messages", _l("Messages"), ("message.view",)),
-    NavEntry("inbox.list_pending", _l("Approvals"), ("message.approve", "message.review_advisory"),
-             "inbox"),
-    NavEntry("templates.list_templates", _l("Templates"),
-             ("message.draft", "message.approve", "message.review_advisory", "admin.users"),
-             "templates_pending"),
+    NavEntry(
+        "inbox.list_pending",
+        _l("Approvals"),
+        ("message.approve", "message.review_advisory"),
+        "inbox",
+    ),
+    NavEntry(
+        "templates.list_templates",
+        _l("Templates"),
+        ("message.draft", "message.approve", "message.review_advisory", "admin.users"),
+        "templates_pending",
+    ),
     NavEntry("rules.list_rules", _l("Content rules"), ("admin.rules",)),
     NavEntry("admin.list_units", _l("Units"), ("admin.units", "admin.users")),
     NavEntry("admin.list_users", _l("Users"), ("admin.users",)),
     NavEntry("admin.list_roles", _l("Roles"), ("admin.users",)),
     NavEntry("api_clients.list_clients", _l("API clients"), ("admin.users",)),
     NavEntry("audit.list_entries", _l("Audit log"), ("audit.view",)),
-    NavEntry("access.list_requests", _l("Permission applications"),
-             ("access.request", "access.sign", "access.approve", "access.execute", "audit.view")),
-    NavEntry("access.inbox", _l("Applications to handle"),
-             ("access.sign", "access.approve", "access.execute"), "access_inbox"),
+    NavEntry(
+        "access.list_requests",
+        _l("Permission applications"),
+        ("access.request", "access.sign", "access.approve", "access.execute", "audit.view"),
+    ),
+    NavEntry(
+        "access.inbox",
+        _l("Applications to handle"),
+        ("access.sign", "access.approve", "access.execute"),
+        "access_inbox",
+    ),
     NavEntry("replies.inbox", _l("Reply inbox"), ("reply.handle",), "reply_inbox"),
     NavEntry("simulator.list_numbers", _l("Carrier simulator"), ("send.simulator",)),
 ]
@@ -75,6 +94,12 @@ def nav_items() -> list[dict]:
         if entry.permissions and not current_user.can_any(*entry.permissions):
             continue
         badge = BADGES[entry.badge](current_user) if entry.badge in BADGES else None
-        items.append({"endpoint": entry.endpoint, "url": url_for(entry.endpoint),
-                      "label": entry.label, "badge": badge})
+        items.append(
+            {
+                "endpoint": entry.endpoint,
+                "url": url_for(entry.endpoint),
+                "label": entry.label,
+                "badge": badge,
+            }
+        )
     return items

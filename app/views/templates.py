@@ -40,8 +40,12 @@ BADGES["templates_pending"] = pending_badge
 
 @bp.app_context_processor
 def template_labels():
-    return {"template_labels": {"statuses": templates.STATUS_LABELS,
-                                "decisions": templates.DECISION_LABELS}}
+    return {
+        "template_labels": {
+            "statuses": templates.STATUS_LABELS,
+            "decisions": templates.DECISION_LABELS,
+        }
+    }
 
 
 def _page_args(total: int) -> tuple[int, int, int]:
@@ -64,22 +68,39 @@ def _context(template: MessageTemplate, **extra) -> dict:
 
 # ---------------------------------------------------------------- lists
 
+
 @bp.get("/")
 @permission_required("message.view")
 def list_templates():
     """The templates of the viewer's unit (every unit's for those who see all)."""
     status = request.args.get("status", "")
     query = templates.list_query(current_user, status=status)
-    total = db.session.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
+    total = db.session.execute(
+        select(func.count()).select_from(query.order_by(None).subquery())
+    ).scalar_one()
     page, size, pages = _page_args(total)
     rows = db.session.execute(query.offset((page - 1) * size).limit(size)).scalars().all()
-    bound = dict(db.session.execute(
-        select(ApiClientTemplate.template_id, func.count()).where(
-            ApiClientTemplate.template_id.in_([t.id for t in rows]))
-        .group_by(ApiClientTemplate.template_id)).all()) if rows else {}
-    return render_page_or_partial("templates/list.html", "templates/_table.html",
-                                  rows=rows, total=total, page=page, pages=pages,
-                                  status_filter=status, bound=bound)
+    bound = (
+        dict(
+            db.session.execute(
+                select(ApiClientTemplate.template_id, func.count())
+                .where(ApiClientTemplate.template_id.in_([t.id for t in rows]))
+                .group_by(ApiClientTemplate.template_id)
+            ).all()
+        )
+        if rows
+        else {}
+    )
+    return render_page_or_partial(
+        "templates/list.html",
+        "templates/_table.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=pages,
+        status_filter=status,
+        bound=bound,
+    )
 
 
 @bp.get("/pending")
@@ -93,14 +114,27 @@ def list_pending():
 
 # ---------------------------------------------------------------- author's side
 
-def _form_page(data: templates.TemplateInput, *, template=None, error=None, field=None,
-               status: int = 200):
+
+def _form_page(
+    data: templates.TemplateInput, *, template=None, error=None, field=None, status: int = 200
+):
     info = templates.estimate(data.content, data.category) if data.content else None
     return render_page_or_partial(
-        "templates/edit.html", "templates/_form.html", status=status, data=data, t=template,
-        error=error, field=field, info=info, variables=templates.variables_in(data.content),
-        categories=[c for c in TEMPLATE_CATEGORIES
-                    if c in message_service.allowed_categories(current_user.unit)])
+        "templates/edit.html",
+        "templates/_form.html",
+        status=status,
+        data=data,
+        t=template,
+        error=error,
+        field=field,
+        info=info,
+        variables=templates.variables_in(data.content),
+        categories=[
+            c
+            for c in TEMPLATE_CATEGORIES
+            if c in message_service.allowed_categories(current_user.unit)
+        ],
+    )
 
 
 @bp.get("/new")
@@ -120,10 +154,15 @@ def create_template():
         db.session.commit()
     except ValidationError as exc:
         db.session.rollback()
-        return _form_page(data, error=str(exc.message), field=exc.details.get("field"),
-                          status=exc.status)
-    flash(_("Template saved and sent for approval.") if template.status == "pending"
-          else _("Template saved as a draft."), "success")
+        return _form_page(
+            data, error=str(exc.message), field=exc.details.get("field"), status=exc.status
+        )
+    flash(
+        _("Template saved and sent for approval.")
+        if template.status == "pending"
+        else _("Template saved as a draft."),
+        "success",
+    )
     return redirect(url_for("templates.view_template", template_id=template.id))
 
 
@@ -131,16 +170,30 @@ def create_template():
 @permission_required("message.view")
 def view_template(template_id: int):
     template = templates.get_visible(template_id, current_user)
-    warnings = (rules.check_text(template.content, template.category).warnings
-                if template.status in ("draft", "rejected") else None)
-    approvers = (routing.group_members(template.route, template.route_unit_id)
-                 if template.route else [])
-    clients = [b.client for b in db.session.execute(
-        select(ApiClientTemplate).where(ApiClientTemplate.template_id == template.id)).scalars()]
-    return render_template("templates/view.html", **_context(
-        template, live_warnings=[w.as_dict() for w in warnings] if warnings is not None else None,
-        approvers=[u for u in approvers if u.id != template.author_id],
-        reason=routing.REASONS.get((template.route, template.route_article)), clients=clients))
+    warnings = (
+        rules.check_text(template.content, template.category).warnings
+        if template.status in ("draft", "rejected")
+        else None
+    )
+    approvers = (
+        routing.group_members(template.route, template.route_unit_id) if template.route else []
+    )
+    clients = [
+        b.client
+        for b in db.session.execute(
+            select(ApiClientTemplate).where(ApiClientTemplate.template_id == template.id)
+        ).scalars()
+    ]
+    return render_template(
+        "templates/view.html",
+        **_context(
+            template,
+            live_warnings=[w.as_dict() for w in warnings] if warnings is not None else None,
+            approvers=[u for u in approvers if u.id != template.author_id],
+            reason=routing.REASONS.get((template.route, template.route_article)),
+            clients=clients,
+        ),
+    )
 
 
 @bp.get("/<int:template_id>/edit")
@@ -149,8 +202,12 @@ def edit_template(template_id: int):
     template = templates.get_visible(template_id, current_user)
     if template.author_id != current_user.id:
         abort(403)
-    data = templates.TemplateInput(name=template.name, category=template.category,
-                                   content=template.content, urgent=template.urgent)
+    data = templates.TemplateInput(
+        name=template.name,
+        category=template.category,
+        content=template.content,
+        urgent=template.urgent,
+    )
     return _form_page(data, template=template)
 
 
@@ -161,18 +218,28 @@ def update_template(template_id: int):
     data = templates.input_from_form(request.form)
     was_approved = template.status == "approved"
     try:
-        template = templates.update(template_id, current_user, data,
-                                    request.form.get("version", type=int))
+        template = templates.update(
+            template_id, current_user, data, request.form.get("version", type=int)
+        )
         if request.form.get("action") == "submit" and template.status == "draft":
             templates.submit(template.id, current_user)
         db.session.commit()
     except ValidationError as exc:
         db.session.rollback()
-        return _form_page(data, template=templates.get_visible(template_id, current_user),
-                          error=str(exc.message), field=exc.details.get("field"),
-                          status=exc.status)
+        return _form_page(
+            data,
+            template=templates.get_visible(template_id, current_user),
+            error=str(exc.message),
+            field=exc.details.get("field"),
+            status=exc.status,
+        )
     if was_approved:
-        flash(_("The template changed, so its approval is void: it went back to its approvers. API sends cannot use it until it is approved again."), "warning")
+        flash(
+            _(
+                "The template changed, so its approval is void: it went back to its approvers. API sends cannot use it until it is approved again."
+            ),
+            "warning",
+        )
     else:
         flash(_("Template saved."), "success")
     return redirect(url_for("templates.view_template", template_id=template.id))
@@ -188,6 +255,7 @@ def submit_template(template_id: int):
 
 
 # ---------------------------------------------------------------- approver's side
+
 
 def _decide(template_id: int, decision: str):
     if not current_user.can_any(*APPROVER_PERMISSIONS):
@@ -205,15 +273,27 @@ def _decide(template_id: int, decision: str):
         if not is_partial_request() or exc.status == 404:
             raise
         template = templates.get_visible(template_id, current_user)
-        return render_partial("templates/_decision.html", status=exc.status,
-                              error=str(exc.message), comment=comment, **_context(template))
+        return render_partial(
+            "templates/_decision.html",
+            status=exc.status,
+            error=str(exc.message),
+            comment=comment,
+            **_context(template),
+        )
     if not is_partial_request():
-        flash(_("Template #%(id)s is approved.", id=template.id) if decision == "approve"
-              else _("Template #%(id)s is rejected and back with its author.", id=template.id),
-              "success")
+        flash(
+            _("Template #%(id)s is approved.", id=template.id)
+            if decision == "approve"
+            else _("Template #%(id)s is rejected and back with its author.", id=template.id),
+            "success",
+        )
         return redirect(url_for("templates.list_pending"))
-    return render_partial("templates/_decision.html", decided=decision,
-                          badge=templates.pending_count(current_user), **_context(template))
+    return render_partial(
+        "templates/_decision.html",
+        decided=decision,
+        badge=templates.pending_count(current_user),
+        **_context(template),
+    )
 
 
 @bp.post("/<int:template_id>/approve")

@@ -31,9 +31,16 @@ def browser():
         b = pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--disable-dev-shm-usage"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+            ],
         )
         yield b
         b.close()
@@ -53,8 +60,9 @@ def live_server(app):
 
 @pytest.fixture
 def page(browser, live_server):
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900},
-                                  locale="zh-CN")
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 1280, "height": 900}, locale="zh-CN"
+    )
     pg = context.new_page()
     pg.set_default_timeout(10_000)
     errors: list[str] = []
@@ -86,8 +94,9 @@ def new_page(browser, live_server):
     contexts = []
 
     def _new():
-        context = browser.new_context(base_url=live_server.url,
-                                      viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        context = browser.new_context(
+            base_url=live_server.url, viewport={"width": 1280, "height": 900}, locale="zh-CN"
+        )
         contexts.append(context)
         pg = context.new_page()
         pg.set_default_timeout(10_000)

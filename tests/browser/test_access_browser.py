@@ -121,12 +121,22 @@ def test_new_account_from_application_to_first_login(page, login, new_page, user
 def test_admin_dashboard_lists_open_and_late_deregistrations(page, login, user):
     late = make_user(display_name="迟办员工")
     waiting = make_user(display_name="待注销员工")
-    done = make_access_request(applicant="bj_head", kind="deregister", target_user_id=late.id,
-                               effective_date=local_today() - timedelta(days=2), reason="调岗")
+    done = make_access_request(
+        applicant="bj_head",
+        kind="deregister",
+        target_user_id=late.id,
+        effective_date=local_today() - timedelta(days=2),
+        reason="调岗",
+    )
     access.approve(user("approver"), done.id)
     access.execute(user("admin"), done.id)
-    make_access_request(applicant="bj_head", kind="deregister", target_user_id=waiting.id,
-                        effective_date=local_today() - timedelta(days=1), reason="离职")
+    make_access_request(
+        applicant="bj_head",
+        kind="deregister",
+        target_user_id=waiting.id,
+        effective_date=local_today() - timedelta(days=1),
+        reason="离职",
+    )
     db.session.commit()
     login("admin")
     panel = page.locator("#access-deregistrations").inner_text()

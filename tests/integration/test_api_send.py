@@ -14,9 +14,13 @@ VARS = {"account": "6225****1234", "amount": "1,000.00"}
 
 
 def send(client, customers, template, **extra):
-    body = {"template_id": template.id,
-            "recipients": [{"crm_id": c.crm_id, "vars": dict(VARS, amount=str(i))}
-                           for i, c in enumerate(customers)], **extra}
+    body = {
+        "template_id": template.id,
+        "recipients": [
+            {"crm_id": c.crm_id, "vars": dict(VARS, amount=str(i))} for i, c in enumerate(customers)
+        ],
+        **extra,
+    }
     answer = api_messages.accept(client, body)
     db.session.commit()
     assert answer.status == 202, answer.body
@@ -53,12 +57,23 @@ def test_api_send_skips_refused_undetermined_and_inactive_customers(app, run_job
 
     status = api_messages.message_status(client, message_id)
     assert status["status"] == "sent" and status["sent_at"] is not None
-    assert status["counts"] == {"pending": 0, "queued": 0, "submitted": 0, "delivered": 2,
-                                "failed": 0, "suppressed": 4, "unknown": 0}
+    assert status["counts"] == {
+        "pending": 0,
+        "queued": 0,
+        "submitted": 0,
+        "delivered": 2,
+        "failed": 0,
+        "suppressed": 4,
+        "unknown": 0,
+    }
     page = api_messages.recipients_page(client, message_id, status="suppressed")
     assert page["total"] == 4
     assert [(i["index"], i["reason"]) for i in page["items"]] == [
-        (2, "refused"), (3, "undetermined"), (4, "inactive"), (5, "invalid_mobile")]
+        (2, "refused"),
+        (3, "undetermined"),
+        (4, "inactive"),
+        (5, "invalid_mobile"),
+    ]
     delivered = api_messages.recipients_page(client, message_id, status="delivered")["items"]
     assert [i["crm_id"] for i in delivered] == [c.crm_id for c in agreed]
     assert all(i["submitted_at"] and i["finished_at"] for i in delivered)
@@ -83,8 +98,9 @@ def test_a_mobile_shared_by_two_customers_gets_one_sms(app, run_jobs, db_backend
 
 def test_the_frequency_cap_applies_to_api_sends(app, run_jobs, db_backend):
     # Market information: a commercial category, capped at 2 a day by default (R-46, Art 12).
-    template = make_template(category="market", urgent=True,
-                             content="{name}您好，您关注的{account}今日涨幅{amount}。")
+    template = make_template(
+        category="market", urgent=True, content="{name}您好，您关注的{account}今日涨幅{amount}。"
+    )
     client, _key = make_api_client(templates=[template])
     customer = make_customer()
     ids = []
@@ -93,7 +109,10 @@ def test_the_frequency_cap_applies_to_api_sends(app, run_jobs, db_backend):
         sending.dispatch_due()
         assert run_jobs() == 0
     assert [outcomes(m)[customer.id] for m in ids] == [
-        ("delivered", ""), ("delivered", ""), ("suppressed", "cap")]
+        ("delivered", ""),
+        ("delivered", ""),
+        ("suppressed", "cap"),
+    ]
 
 
 def test_a_scheduled_api_send_waits_for_its_time(app, run_jobs, db_backend):
@@ -150,8 +169,9 @@ def test_idempotent_replay_survives_a_second_session(app, db_backend):
     db.session.remove()
     from app.models import ApiClient
 
-    again = api_messages.accept(db.session.get(ApiClient, client_id), body,
-                                idempotency_key="batch-7")
+    again = api_messages.accept(
+        db.session.get(ApiClient, client_id), body, idempotency_key="batch-7"
+    )
     assert again.replayed and again.body == first.body
     assert db.session.execute(select(Message.id)).scalars().all() == [first.body["id"]]
 

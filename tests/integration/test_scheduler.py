@@ -30,7 +30,11 @@ def test_daily_task_is_claimed_once_after_its_time(app, probe_task, db_backend):
     assert schedule.claim_due(after) == [probe_task]
     assert schedule.claim_due(later) == []  # a restart or second scheduler does not run it again
     assert schedule.claim_due(next_day) == [probe_task]
-    days = db.session.execute(select(ScheduledRun.run_date).order_by(ScheduledRun.run_date)).scalars().all()
+    days = (
+        db.session.execute(select(ScheduledRun.run_date).order_by(ScheduledRun.run_date))
+        .scalars()
+        .all()
+    )
     assert days == ["2026-11-24", "2026-11-25"]
 
 
@@ -40,7 +44,9 @@ def test_configured_time_overrides_the_default(app, probe_task, db_backend):
     assert schedule.claim_due(datetime(2026, 11, 24, 16, 31, tzinfo=LOCAL_TZ)) == [probe_task]
 
 
-def test_tick_enqueues_and_a_worker_runs_the_task(app, probe_task, run_jobs, redis_conn, db_backend):
+def test_tick_enqueues_and_a_worker_runs_the_task(
+    app, probe_task, run_jobs, redis_conn, db_backend
+):
     app.config["PROBE_TIME"] = "00:00"
     started = tick()
     assert started == ["probe"]

@@ -19,20 +19,27 @@ from tests.factories import make_access_request, make_customer, make_user
 
 
 def _audit(req: AccessRequest) -> list[AuditLog]:
-    return list(db.session.execute(
-        select(AuditLog).where(AuditLog.target_type == "access_requests",
-                               AuditLog.target_id == str(req.id)).order_by(AuditLog.id)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(AuditLog)
+            .where(AuditLog.target_type == "access_requests", AuditLog.target_id == str(req.id))
+            .order_by(AuditLog.id)
+        ).scalars()
+    )
 
 
 def _walk_to(req_id: int, status: str, user) -> AccessRequest:
     """Take an application from submitted to ``status`` with the demo people."""
     order = ["signed", "approved", "executed"]
-    steps = {"signed": (access.sign, "bj_head"), "approved": (access.approve, "approver"),
-             "executed": (access.execute, "admin")}
+    steps = {
+        "signed": (access.sign, "bj_head"),
+        "approved": (access.approve, "approver"),
+        "executed": (access.execute, "admin"),
+    }
     req = db.session.get(AccessRequest, req_id)
-    for target in order[order.index(req.status) + 1 if req.status in order else 0:
-                        order.index(status) + 1]:
+    for target in order[
+        order.index(req.status) + 1 if req.status in order else 0 : order.index(status) + 1
+    ]:
         func_, who = steps[target]
         func_(user(who), req_id)
         db.session.commit()
@@ -43,15 +50,29 @@ def _snapshot(req_id: int) -> tuple:
     db.session.expire_all()
     req = db.session.get(AccessRequest, req_id)
     audits = db.session.execute(select(func.count(AuditLog.id))).scalar_one()
-    return (req.status, req.signed_by_id, req.approved_by_id, req.executed_by_id,
-            req.rejected_by_id, audits)
+    return (
+        req.status,
+        req.signed_by_id,
+        req.approved_by_id,
+        req.executed_by_id,
+        req.rejected_by_id,
+        audits,
+    )
 
 
 # ---------------------------------------------------------------- new accounts
 
-def test_new_account_walks_every_step_and_shows_the_password_only_to_the_caller(app, db_backend, user):
-    req = make_access_request(applicant="bj_staff", username="bj_new", person_name="新员工",
-                              roles=["staff_sender"], post="客户经理")
+
+def test_new_account_walks_every_step_and_shows_the_password_only_to_the_caller(
+    app, db_backend, user
+):
+    req = make_access_request(
+        applicant="bj_staff",
+        username="bj_new",
+        person_name="新员工",
+        roles=["staff_sender"],
+        post="客户经理",
+    )
     assert req.status == "submitted" and req.signed_by_id is None
     _walk_to(req.id, "approved", user)
     result = access.execute(user("admin"), req.id)
@@ -68,15 +89,24 @@ def test_new_account_walks_every_step_and_shows_the_password_only_to_the_caller(
     # Never stored in clear: not in the application, the audit log or anywhere in users.
     audit_text = " ".join(row.details for row in db.session.execute(select(AuditLog)).scalars())
     assert password not in audit_text
-    assert password not in json.dumps({c.name: str(getattr(req, c.name))
-                                       for c in AccessRequest.__table__.columns})
+    assert password not in json.dumps(
+        {c.name: str(getattr(req, c.name)) for c in AccessRequest.__table__.columns}
+    )
     req = db.session.get(AccessRequest, req.id)
     assert req.result_user_id == new.id and req.executed_by.username == "admin"
     assert [a.action for a in _audit(req)] == [
-        "access.submitted", "access.signed", "access.approved", "access.executed"]
+        "access.submitted",
+        "access.signed",
+        "access.approved",
+        "access.executed",
+    ]
     assert all(req.number in a.details for a in _audit(req))
-    changes = db.session.execute(select(RoleChange).where(RoleChange.user_id == new.id)).scalars().all()
-    assert [(c.role.code, c.change, c.request_id) for c in changes] == [("staff_sender", "added", req.id)]
+    changes = (
+        db.session.execute(select(RoleChange).where(RoleChange.user_id == new.id)).scalars().all()
+    )
+    assert [(c.role.code, c.change, c.request_id) for c in changes] == [
+        ("staff_sender", "added", req.id)
+    ]
 
 
 def test_a_head_preparing_signs_by_the_preparation(app, db_backend, user):
@@ -103,10 +133,16 @@ def test_execution_refuses_a_username_taken_meanwhile(app, db_backend, user):
 
 # ---------------------------------------------------------------- changes
 
+
 def test_change_replaces_roles_with_history_rows(app, db_backend, user):
     staff = make_user(roles=("staff_sender",), unit_code="SH01", post="柜员")
-    req = make_access_request(applicant="sh_staff", kind="change", target_user_id=staff.id,
-                              roles=["unit_head"], post="副总经理")
+    req = make_access_request(
+        applicant="sh_staff",
+        kind="change",
+        target_user_id=staff.id,
+        roles=["unit_head"],
+        post="副总经理",
+    )
     access.sign(user("sh_head"), req.id)
     access.approve(user("approver"), req.id)
     result = access.execute(user("admin"), req.id)
@@ -116,25 +152,33 @@ def test_change_replaces_roles_with_history_rows(app, db_backend, user):
     assert result.added == ["unit_head"] and result.removed == ["staff_sender"]
     history = {(rc.role.code, rc.change) for rc in access.role_history(staff.id)}
     assert history == {("unit_head", "added"), ("staff_sender", "removed")}
-    assert all(rc.request_id == req.id and rc.actor.username == "admin"
-               for rc in access.role_history(staff.id))
+    assert all(
+        rc.request_id == req.id and rc.actor.username == "admin"
+        for rc in access.role_history(staff.id)
+    )
     assert staff.active and staff.can("access.sign")
 
 
 def test_change_must_change_something(app, db_backend, user):
     with pytest.raises(ValidationError) as exc:
-        make_access_request(applicant="bj_head", kind="change", target_user_id=user("bj_staff").id,
-                            roles=["staff_sender"])
+        make_access_request(
+            applicant="bj_head",
+            kind="change",
+            target_user_id=user("bj_staff").id,
+            roles=["staff_sender"],
+        )
     assert "roles" in exc.value.details["errors"]
 
 
 # ---------------------------------------------------------------- deregistrations
 
+
 def test_deregistration_deactivates_ends_sessions_and_removes_roles(app, db_backend, user):
     staff = make_user(roles=("staff_sender",))
     version = staff.session_version
-    req = make_access_request(applicant="bj_head", kind="deregister", target_user_id=staff.id,
-                              reason="调岗")
+    req = make_access_request(
+        applicant="bj_head", kind="deregister", target_user_id=staff.id, reason="调岗"
+    )
     access.approve(user("approver"), req.id)
     access.execute(user("admin"), req.id)
     db.session.commit()
@@ -143,13 +187,18 @@ def test_deregistration_deactivates_ends_sessions_and_removes_roles(app, db_back
     req = db.session.get(AccessRequest, req.id)
     assert req.late is False and req.result_user_id == staff.id
     assert [(rc.role.code, rc.change) for rc in access.role_history(staff.id)] == [
-        ("staff_sender", "removed")]
+        ("staff_sender", "removed")
+    ]
 
 
 def test_deregistration_executed_after_its_effective_date_is_late(app, db_backend, user):
     staff = make_user()
-    req = make_access_request(applicant="bj_head", kind="deregister", target_user_id=staff.id,
-                              effective_date=local_today() - timedelta(days=2))
+    req = make_access_request(
+        applicant="bj_head",
+        kind="deregister",
+        target_user_id=staff.id,
+        effective_date=local_today() - timedelta(days=2),
+    )
     assert access.is_overdue(req)
     assert [r.id for r in access.open_deregistrations()] == [req.id]
     access.approve(user("approver"), req.id)
@@ -192,9 +241,11 @@ def test_deregistration_is_refused_while_the_user_serves_customers(app, db_backe
 
 # ---------------------------------------------------------------- rejections and withdrawal
 
+
 @pytest.mark.parametrize("kind", ["new_account", "change", "deregister"])
-@pytest.mark.parametrize("step,who", [("sign", "bj_head"), ("approve", "approver"),
-                                      ("execute", "admin")])
+@pytest.mark.parametrize(
+    "step,who", [("sign", "bj_head"), ("approve", "approver"), ("execute", "admin")]
+)
 def test_each_kind_can_be_rejected_at_each_step(app, db_backend, user, kind, step, who):
     extra = {}
     if kind != "new_account":
@@ -217,8 +268,12 @@ def test_each_kind_can_be_rejected_at_each_step(app, db_backend, user, kind, ste
     assert _audit(req)[-1].action == "access.rejected"
     for later in (access.sign, access.approve, access.execute):
         with pytest.raises((Conflict, PermissionDenied)):
-            later(user({"sign": "bj_head", "approve": "approver", "execute": "admin"}[
-                later.__name__]), req.id)
+            later(
+                user(
+                    {"sign": "bj_head", "approve": "approver", "execute": "admin"}[later.__name__]
+                ),
+                req.id,
+            )
     # The applicant sees the reason in their list.
     mine = db.session.execute(access.visible_query(user("bj_staff"))).scalars().all()
     assert req in mine
@@ -246,6 +301,7 @@ def test_withdraw_only_by_the_applicant_and_only_while_open(app, db_backend, use
 
 
 # ---------------------------------------------------------------- bad input: skipped steps, roles, units
+
 
 def test_skipping_a_step_is_refused_and_changes_nothing(app, db_backend, user):
     req = make_access_request(applicant="bj_staff")
@@ -299,8 +355,12 @@ def test_the_signer_does_not_also_approve(app, db_backend, user):
 
 def test_nobody_handles_an_application_about_their_own_account(app, db_backend, user):
     deputy = make_user(roles=("unit_head",))
-    req = make_access_request(applicant="bj_staff", kind="change", target_user_id=user("bj_head").id,
-                              roles=["unit_head", "staff_sender"])
+    req = make_access_request(
+        applicant="bj_staff",
+        kind="change",
+        target_user_id=user("bj_head").id,
+        roles=["unit_head", "staff_sender"],
+    )
     with pytest.raises(PermissionDenied, match="本人的账户"):
         access.sign(user("bj_head"), req.id)
     assert req not in access.inbox(user("bj_head"), "sign")
@@ -308,8 +368,13 @@ def test_nobody_handles_an_application_about_their_own_account(app, db_backend, 
     access.sign(deputy, req.id)
     db.session.commit()
     # The admin may not execute a change of their own roles either.
-    own = make_access_request(applicant="admin", kind="change", target_user_id=user("admin").id,
-                              roles=["market_admin"], data_scope="all")
+    own = make_access_request(
+        applicant="admin",
+        kind="change",
+        target_user_id=user("admin").id,
+        roles=["market_admin"],
+        data_scope="all",
+    )
     assert own.status == "submitted"  # the head preparing about themselves does not sign it
 
 
@@ -324,23 +389,29 @@ def test_execution_waits_for_the_effective_date(app, db_backend, user):
 
 # ---------------------------------------------------------------- the form's validation
 
-@pytest.mark.parametrize("overrides,field", [
-    ({"person_name": ""}, "person_name"),
-    ({"username": "x"}, "username"),
-    ({"username": "admin"}, "username"),
-    ({"username": "has space"}, "username"),
-    ({"roles": []}, "roles"),
-    ({"roles": ["api_client"]}, "roles"),
-    ({"roles": ["no_such_role"]}, "roles"),
-    ({"roles": ["staff_sender"], "data_scope": "all"}, "data_scope"),
-    ({"roles": ["auditor"], "data_scope": "unit"}, "data_scope"),
-    ({"reason": " "}, "reason"),
-    ({"reason": "x" * 1001}, "reason"),
-    ({"effective_date": "2026-13-40"}, "effective_date"),
-    ({"effective_date": "2062-01-01"}, "effective_date"),
-    ({"post": "岗" * 101}, "post"),
-])
-def test_bad_new_account_input_names_the_field_and_writes_nothing(app, db_backend, user, overrides, field):
+
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        ({"person_name": ""}, "person_name"),
+        ({"username": "x"}, "username"),
+        ({"username": "admin"}, "username"),
+        ({"username": "has space"}, "username"),
+        ({"roles": []}, "roles"),
+        ({"roles": ["api_client"]}, "roles"),
+        ({"roles": ["no_such_role"]}, "roles"),
+        ({"roles": ["staff_sender"], "data_scope": "all"}, "data_scope"),
+        ({"roles": ["auditor"], "data_scope": "unit"}, "data_scope"),
+        ({"reason": " "}, "reason"),
+        ({"reason": "x" * 1001}, "reason"),
+        ({"effective_date": "2026-13-40"}, "effective_date"),
+        ({"effective_date": "2062-01-01"}, "effective_date"),
+        ({"post": "岗" * 101}, "post"),
+    ],
+)
+def test_bad_new_account_input_names_the_field_and_writes_nothing(
+    app, db_backend, user, overrides, field
+):
     count = db.session.execute(select(func.count(AccessRequest.id))).scalar_one()
     with pytest.raises(ValidationError) as exc:
         make_access_request(applicant="bj_staff", **overrides)
@@ -356,14 +427,17 @@ def test_all_units_scope_goes_with_an_all_units_role(app, db_backend, user):
 
 def test_change_and_deregister_name_a_member_of_the_unit(app, db_backend, user):
     with pytest.raises(ValidationError, match="不是本部门人员"):
-        make_access_request(applicant="bj_staff", kind="deregister", target_user_id=user("sh_staff").id)
+        make_access_request(
+            applicant="bj_staff", kind="deregister", target_user_id=user("sh_staff").id
+        )
     with pytest.raises(ValidationError):
         make_access_request(applicant="bj_staff", kind="deregister", target_user_id=None)
     staff = make_user()
     make_access_request(applicant="bj_staff", kind="deregister", target_user_id=staff.id)
     with pytest.raises(ValidationError, match="尚未办结"):
-        make_access_request(applicant="bj_head", kind="change", target_user_id=staff.id,
-                            roles=["unit_head"])
+        make_access_request(
+            applicant="bj_head", kind="change", target_user_id=staff.id, roles=["unit_head"]
+        )
 
 
 def test_usernames_applied_for_are_reserved(app, db_backend, user):
@@ -373,14 +447,19 @@ def test_usernames_applied_for_are_reserved(app, db_backend, user):
 
 
 def test_interface_users_are_open_and_roles_need_access_request(app, db_backend, user):
-    req = make_access_request(applicant="bj_staff", kind="interface_user", person_name="资金清算系统",
-                              roles=["market_admin"])
+    req = make_access_request(
+        applicant="bj_staff",
+        kind="interface_user",
+        person_name="资金清算系统",
+        roles=["market_admin"],
+    )
     assert (req.kind, req.roles, req.data_scope) == ("interface_user", ["api_client"], "unit")
     with pytest.raises(PermissionDenied):
         make_access_request(applicant="approver")
 
 
 # ---------------------------------------------------------------- who sees what
+
 
 def test_visibility_and_inboxes(app, db_backend, user):
     req = make_access_request(applicant="bj_staff")
@@ -405,6 +484,8 @@ def test_visibility_and_inboxes(app, db_backend, user):
     assert access.inbox_count(user("bj_head")) == 0
     access.approve(user("approver"), req.id)
     db.session.commit()
-    assert access.inbox(user("admin"), "execute") == [req] and access.inbox_count(user("admin")) == 1
+    assert (
+        access.inbox(user("admin"), "execute") == [req] and access.inbox_count(user("admin")) == 1
+    )
     assert access.inbox_steps(user("admin")) == ["sign", "execute"]
     assert access.inbox_steps(user("bj_staff")) == []

@@ -25,9 +25,15 @@ def test_the_client_from_an_application_has_a_system_account_and_a_hashed_key(ap
     user = client.user
     assert user.unit_id == client.unit_id and user.display_name == "资金清算系统"
     assert [r.code for r in user.roles] == ["api_client"] and not user.must_change_password
-    change = db.session.execute(select(RoleChange).where(RoleChange.user_id == user.id)).scalar_one()
+    change = db.session.execute(
+        select(RoleChange).where(RoleChange.user_id == user.id)
+    ).scalar_one()
     assert change.request_id == client.access_request_id
-    rows = db.session.execute(select(AuditLog).where(AuditLog.action == "api_client.created")).scalars().all()
+    rows = (
+        db.session.execute(select(AuditLog).where(AuditLog.action == "api_client.created"))
+        .scalars()
+        .all()
+    )
     assert len(rows) == 1 and key not in rows[0].details and client.key_prefix in rows[0].details
 
 
@@ -48,8 +54,17 @@ def test_authenticate(app, db_backend, user):
     client, key = make_api_client()
     assert api_clients.authenticate(f"Bearer {key}") is client
     assert api_clients.authenticate(f"bearer   {key}  ") is client
-    for header in (None, "", "Bearer", f"Basic {key}", f"Bearer {key}x", f"Bearer {key[:-1]}",
-                   "Bearer hxk_00000000_" + "a" * 43, "Bearer " + "é" * 60, "Bearer " + "x" * 300):
+    for header in (
+        None,
+        "",
+        "Bearer",
+        f"Basic {key}",
+        f"Bearer {key}x",
+        f"Bearer {key[:-1]}",
+        "Bearer hxk_00000000_" + "a" * 43,
+        "Bearer " + "é" * 60,
+        "Bearer " + "x" * 300,
+    ):
         with pytest.raises(Unauthorized):
             api_clients.authenticate(header)
     client.user.active = False

@@ -15,9 +15,13 @@ from tests.factories import make_user
 
 
 def _events(username):
-    return db.session.execute(
-        select(LoginEvent).where(LoginEvent.username == username).order_by(LoginEvent.id)
-    ).scalars().all()
+    return (
+        db.session.execute(
+            select(LoginEvent).where(LoginEvent.username == username).order_by(LoginEvent.id)
+        )
+        .scalars()
+        .all()
+    )
 
 
 def test_good_login_is_recorded(app, db_backend):
@@ -81,11 +85,14 @@ def test_deactivated_user_cannot_log_in(app, user, db_backend):
     assert exc.value.reason == "inactive"
 
 
-@pytest.mark.parametrize("password, fragment", [
-    ("Short-1", "at least"),
-    ("alllowercaseletters", "three of"),
-    ("Has-user1-Name", "username"),
-])
+@pytest.mark.parametrize(
+    "password, fragment",
+    [
+        ("Short-1", "at least"),
+        ("alllowercaseletters", "three of"),
+        ("Has-user1-Name", "username"),
+    ],
+)
 def test_password_policy(app, password, fragment, db_backend):
     u = make_user(username="user1")
     with force_locale("en"), pytest.raises(ValidationError, match=fragment):

@@ -19,7 +19,11 @@ def test_superior_hands_over_in_place_of_a_departed_user(app, user, db_backend):
     assert moved.customer_count == 3 and moved.actor_id == head.id
     rows = db.session.execute(select(Customer).where(Customer.id.in_(ids))).scalars().all()
     assert {(c.manager_id, c.awaiting_assignment) for c in rows} == {(head.id, True)}
-    events = db.session.execute(select(CustomerEvent).where(CustomerEvent.handover_id == moved.id)).scalars().all()
+    events = (
+        db.session.execute(select(CustomerEvent).where(CustomerEvent.handover_id == moved.id))
+        .scalars()
+        .all()
+    )
     assert len(events) == 3 and {e.old_value for e in events} == {"bj_staff"}
     assert handover.can_deactivate(staff)
 

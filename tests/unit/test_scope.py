@@ -15,10 +15,19 @@ def test_mask_mobile():
     assert scope.mask_mobile("12345") == "*****"
 
 
-@pytest.mark.parametrize("username, sees_all", [
-    ("admin", True), ("finance", True), ("auditor", True), ("callcenter", True),
-    ("bj_staff", False), ("bj_head", False), ("ops_head", False), ("research_head", False),
-])
+@pytest.mark.parametrize(
+    "username, sees_all",
+    [
+        ("admin", True),
+        ("finance", True),
+        ("auditor", True),
+        ("callcenter", True),
+        ("bj_staff", False),
+        ("bj_head", False),
+        ("ops_head", False),
+        ("research_head", False),
+    ],
+)
 def test_who_sees_every_unit(app, user, username, sees_all, db_backend):
     u = user(username)
     assert scope.sees_all_units(u) is sees_all
@@ -42,7 +51,11 @@ def test_restrict_limits_a_query(app, user, db_backend):
     bj = user("bj_head")
     rows = db.session.execute(scope.restrict(select(User), User.unit_id, bj)).scalars().all()
     assert {u.username for u in rows} == {"bj_head", "bj_staff"}
-    everyone = db.session.execute(scope.restrict(select(User), User.unit_id, user("admin"))).scalars().all()
+    everyone = (
+        db.session.execute(scope.restrict(select(User), User.unit_id, user("admin")))
+        .scalars()
+        .all()
+    )
     assert len(everyone) == 15
 
 

@@ -30,8 +30,10 @@ def test_variables_are_the_placeholders_other_than_name_and_branch():
 
 def test_fill_names_the_missing_or_extra_variable(app, db_backend):
     template = make_template(content=CONTENT)
-    assert templates.fill(template, {"account": "6225", "amount": 12.5}) == \
-        "尊敬的{name}，您的账户6225于今日入账12.5元。"
+    assert (
+        templates.fill(template, {"account": "6225", "amount": 12.5})
+        == "尊敬的{name}，您的账户6225于今日入账12.5元。"
+    )
     cases = [
         ({"account": "6225"}, "x.amount", "amount"),
         ({"account": "6225", "amount": "1", "colour": "red"}, "x.colour", "colour"),
@@ -52,20 +54,30 @@ def test_fill_names_the_missing_or_extra_variable(app, db_backend):
         templates.fill(template, ["account"], field="x")
 
 
-@pytest.mark.parametrize("author, approver_group, article", [
-    ("bj_staff", "unit_heads", "Art 9"),  # a branch's notice: the branch head
-    ("ops_staff", "unit_heads", "Art 8"),  # an HQ department's notice: its head
-    ("research_staff", "research_head", "Art 14"),  # Research: the Research head
-])
-def test_a_template_takes_the_route_of_a_message(app, db_backend, user, author, approver_group, article):
+@pytest.mark.parametrize(
+    "author, approver_group, article",
+    [
+        ("bj_staff", "unit_heads", "Art 9"),  # a branch's notice: the branch head
+        ("ops_staff", "unit_heads", "Art 8"),  # an HQ department's notice: its head
+        ("research_staff", "research_head", "Art 14"),  # Research: the Research head
+    ],
+)
+def test_a_template_takes_the_route_of_a_message(
+    app, db_backend, user, author, approver_group, article
+):
     template = templates.create(user(author), data())
     templates.submit(template.id, user(author))
-    assert (template.status, template.route, template.route_article) == ("pending", approver_group, article)
+    assert (template.status, template.route, template.route_article) == (
+        "pending",
+        approver_group,
+        article,
+    )
 
 
 def test_a_branch_advisory_template_goes_to_research_review(app, db_backend, user):
-    template = templates.create(user("bj_staff"), data(category="advisory",
-                                                       content="{name}您好，{stock}短期关注。"))
+    template = templates.create(
+        user("bj_staff"), data(category="advisory", content="{name}您好，{stock}短期关注。")
+    )
     templates.submit(template.id, user("bj_staff"))
     assert (template.route, template.route_article) == ("research_reviewers", "Art 9")
     assert templates.can_decide(user("research_head"), template)
@@ -96,8 +108,12 @@ def test_rejection_needs_a_reason_and_goes_back_to_the_author(app, db_backend, u
         templates.reject(template.id, user("bj_head"), template.version, "  ")
     templates.reject(template.id, user("bj_head"), template.version, "金额写法不规范")
     assert template.status == "rejected"
-    templates.update(template.id, user("bj_staff"), data(content="您的账户{account}入账{amount}元。"),
-                     template.version)
+    templates.update(
+        template.id,
+        user("bj_staff"),
+        data(content="您的账户{account}入账{amount}元。"),
+        template.version,
+    )
     assert template.status == "draft" and template.version == 2
 
 
@@ -108,24 +124,36 @@ def test_editing_an_approved_template_voids_the_approval(app, db_backend, user):
         templates.update(template.id, user("bj_head"), data(), template.version)
     with pytest.raises(Conflict):
         templates.update(template.id, user("bj_staff"), data(), template.version - 1)
-    templates.update(template.id, user("bj_staff"), data(content="您的账户{account}入账{amount}元。"),
-                     template.version)
+    templates.update(
+        template.id,
+        user("bj_staff"),
+        data(content="您的账户{account}入账{amount}元。"),
+        template.version,
+    )
     db.session.commit()
     assert not template.is_approved and template.status == "pending" and template.version == 2
     assert template.approved_version is None and template.approved_by_id is None
     assert [a.decision for a in template.approvals] == ["submit", "approve", "void", "submit"]
-    actions = db.session.execute(select(AuditLog.action).where(
-        AuditLog.target_type == "message_templates")).scalars().all()
+    actions = (
+        db.session.execute(
+            select(AuditLog.action).where(AuditLog.target_type == "message_templates")
+        )
+        .scalars()
+        .all()
+    )
     assert "template.approval_voided" in actions
 
 
 def test_checks_of_the_input(app, db_backend, user):
     author = user("bj_staff")
-    for bad, field in [(data(name=""), "name"), (data(content=""), "content"),
-                       (data(content="金额{amount 元"), "content"),
-                       (data(content="金额 {amount} 元 }"), "content"),
-                       (data(content="".join(f"{{v{chr(97 + i)}}}" for i in range(11))), "content"),
-                       (data(content="长" * 700), "content")]:
+    for bad, field in [
+        (data(name=""), "name"),
+        (data(content=""), "content"),
+        (data(content="金额{amount 元"), "content"),
+        (data(content="金额 {amount} 元 }"), "content"),
+        (data(content="".join(f"{{v{chr(97 + i)}}}" for i in range(11))), "content"),
+        (data(content="长" * 700), "content"),
+    ]:
         with pytest.raises(ValidationError) as caught:
             templates.create(author, bad)
         assert caught.value.details["field"] == field
@@ -139,9 +167,20 @@ def test_checks_of_the_input(app, db_backend, user):
 
 def test_a_blocking_content_rule_stops_submission_and_approval(app, db_backend, user):
     now = utcnow()
-    template = templates.create(user("bj_staff"), data(content="您的账户{account}入账{amount}元，保本高收益。"))
-    rule = ContentRule(pattern="保本高收益", is_regex=False, match_on="text", kind="illegal",
-                       action="block", active=True, note="承诺收益", created_at=now, updated_at=now)
+    template = templates.create(
+        user("bj_staff"), data(content="您的账户{account}入账{amount}元，保本高收益。")
+    )
+    rule = ContentRule(
+        pattern="保本高收益",
+        is_regex=False,
+        match_on="text",
+        kind="illegal",
+        action="block",
+        active=True,
+        note="承诺收益",
+        created_at=now,
+        updated_at=now,
+    )
     db.session.add(rule)
     db.session.flush()
     with pytest.raises(ValidationError, match="承诺收益"):

@@ -17,9 +17,16 @@ from tests.factories import make_access_request, make_customer, make_user
 
 
 def _new_account_form(**overrides) -> dict:
-    data = {"kind": "new_account", "person_name": "王新", "username": "wang_xin", "post": "客户经理",
-            "roles": "staff_sender", "data_scope": "unit", "reason": "新入职员工",
-            "effective_date": local_today().isoformat()}
+    data = {
+        "kind": "new_account",
+        "person_name": "王新",
+        "username": "wang_xin",
+        "post": "客户经理",
+        "roles": "staff_sender",
+        "data_scope": "unit",
+        "reason": "新入职员工",
+        "effective_date": local_today().isoformat(),
+    }
     data.update(overrides)
     return data
 
@@ -32,6 +39,7 @@ def _approved(user, **kw) -> AccessRequest:
 
 
 # ---------------------------------------------------------------- the form
+
 
 def test_the_form_page_and_its_partial(client, login_as):
     login_as("bj_staff")
@@ -52,7 +60,11 @@ def test_submitting_the_form_creates_the_application(client, login_as, user):
     req = db.session.execute(select(AccessRequest)).scalar_one()
     assert response.headers["Location"].endswith(f"/access/{req.id}")
     assert (req.kind, req.status, req.username, req.roles) == (
-        "new_account", "submitted", "wang_xin", ["staff_sender"])
+        "new_account",
+        "submitted",
+        "wang_xin",
+        ["staff_sender"],
+    )
     page = client.get(f"/access/{req.id}").get_data(as_text=True)
     assert "王新" in page and "等待部门负责人签字" in page
 
@@ -69,6 +81,7 @@ def test_bad_input_re_renders_the_form_with_the_input_kept(client, login_as):
 
 # ---------------------------------------------------------------- the route, in place
 
+
 def test_the_whole_route_through_the_pages(client, login_as, user):
     req = make_access_request(applicant="bj_staff", username="route_user")
     login_as("bj_head")
@@ -84,7 +97,9 @@ def test_the_whole_route_through_the_pages(client, login_as, user):
     login_as("approver")
     assert req.number in client.get("/access/inbox").get_data(as_text=True)
     approved = client.post(f"/access/{req.id}/approve", {})  # without htmx: redirect
-    assert approved.status_code == 302 and approved.headers["Location"].endswith(f"/access/{req.id}")
+    assert approved.status_code == 302 and approved.headers["Location"].endswith(
+        f"/access/{req.id}"
+    )
     client.post("/logout")
 
     login_as("admin")
@@ -115,9 +130,14 @@ def test_the_whole_route_through_the_pages(client, login_as, user):
     blocked = client.get("/dashboard")
     assert blocked.status_code == 302 and blocked.headers["Location"].endswith("/password")
     assert "初始密码" in client.get("/password").get_data(as_text=True)
-    changed = client.post("/password", {"current_password": password,
-                                        "new_password": "Brand-New-Pass-7",
-                                        "confirm_password": "Brand-New-Pass-7"})
+    changed = client.post(
+        "/password",
+        {
+            "current_password": password,
+            "new_password": "Brand-New-Pass-7",
+            "confirm_password": "Brand-New-Pass-7",
+        },
+    )
     assert changed.status_code == 302
     assert client.get("/dashboard").status_code == 200
 
@@ -179,19 +199,28 @@ def test_deregistration_with_customers_offers_the_handover(client, login_as, use
 
 # ---------------------------------------------------------------- panels and print
 
+
 def test_dashboard_lists_open_and_late_deregistrations(client, login_as, user):
     late = make_user()
     open_one = make_user()
-    done = make_access_request(applicant="bj_head", kind="deregister", target_user_id=late.id,
-                               effective_date=local_today() - timedelta(days=1))
+    done = make_access_request(
+        applicant="bj_head",
+        kind="deregister",
+        target_user_id=late.id,
+        effective_date=local_today() - timedelta(days=1),
+    )
     access.approve(user("approver"), done.id)
     access.execute(user("admin"), done.id)
-    waiting = make_access_request(applicant="bj_head", kind="deregister", target_user_id=open_one.id,
-                                  effective_date=local_today() - timedelta(days=3))
+    waiting = make_access_request(
+        applicant="bj_head",
+        kind="deregister",
+        target_user_id=open_one.id,
+        effective_date=local_today() - timedelta(days=3),
+    )
     db.session.commit()
     login_as("admin")
     body = client.get("/dashboard").get_data(as_text=True)
-    panel = body[body.index('id="access-deregistrations"'):]
+    panel = body[body.index('id="access-deregistrations"') :]
     assert done.number in panel and waiting.number in panel
     assert "逾期" in panel and "迟办" in panel
     client.post("/logout")
@@ -201,14 +230,15 @@ def test_dashboard_lists_open_and_late_deregistrations(client, login_as, user):
 
 def test_the_admin_user_page_shows_applications_and_role_history(client, login_as, user):
     staff = make_user(roles=("staff_sender",))
-    req = make_access_request(applicant="bj_head", kind="change", target_user_id=staff.id,
-                              roles=["unit_head"])
+    req = make_access_request(
+        applicant="bj_head", kind="change", target_user_id=staff.id, roles=["unit_head"]
+    )
     access.approve(user("approver"), req.id)
     access.execute(user("admin"), req.id)
     db.session.commit()
     login_as("admin")
     body = client.get(f"/admin/users/{staff.id}").get_data(as_text=True)
-    panel = body[body.index('id="access-user-panel"'):]
+    panel = body[body.index('id="access-user-panel"') :]
     assert req.number in panel and "部门负责人/审批人" in panel and "发送员" in panel
     assert "增加" in panel and "移除" in panel
 
@@ -229,17 +259,23 @@ def test_the_printable_form_carries_every_signature(client, login_as, user):
 # ---------------------------------------------------------------- permissions on every route
 
 ROUTES = [
-    ("get", "/access/", None), ("get", "/access/inbox", None),
-    ("get", "/access/new", "access.request"), ("post", "/access/new", "access.request"),
-    ("get", "/access/{id}", None), ("get", "/access/{id}/print", None),
-    ("post", "/access/{id}/sign", "access.sign"), ("post", "/access/{id}/approve", "access.approve"),
+    ("get", "/access/", None),
+    ("get", "/access/inbox", None),
+    ("get", "/access/new", "access.request"),
+    ("post", "/access/new", "access.request"),
+    ("get", "/access/{id}", None),
+    ("get", "/access/{id}/print", None),
+    ("post", "/access/{id}/sign", "access.sign"),
+    ("post", "/access/{id}/approve", "access.approve"),
     ("post", "/access/{id}/withdraw", "access.request"),
-    ("get", "/access/{id}/execute", "access.execute"), ("post", "/access/{id}/execute", "access.execute"),
+    ("get", "/access/{id}/execute", "access.execute"),
+    ("post", "/access/{id}/execute", "access.execute"),
 ]
 
 
-@pytest.mark.parametrize("username", ["bj_staff", "bj_head", "approver", "admin", "auditor",
-                                      "finance", "callcenter"])
+@pytest.mark.parametrize(
+    "username", ["bj_staff", "bj_head", "approver", "admin", "auditor", "finance", "callcenter"]
+)
 def test_route_permissions(client, login_as, user, username):
     req = make_access_request(applicant="sz_staff")
     login_as(username)
@@ -280,27 +316,46 @@ def test_the_list_filters_and_answers_htmx_with_the_table_only(client, login_as,
     assert other.number in fragment and mine.number not in fragment and "重复申请" in fragment
 
 
-@pytest.mark.parametrize("end", ["submitted", "signed", "approved", "executed", "rejected",
-                                 "withdrawn"])
+@pytest.mark.parametrize(
+    "end", ["submitted", "signed", "approved", "executed", "rejected", "withdrawn"]
+)
 def test_every_state_renders_on_every_page(client, login_as, user, end):
     target = make_user(roles=("staff_sender",))
-    req = make_access_request(applicant="bj_staff", kind="change", target_user_id=target.id,
-                              roles=["unit_head"])
-    steps = {"signed": ["bj_head"], "approved": ["bj_head", "approver"],
-             "executed": ["bj_head", "approver", "admin"]}
+    req = make_access_request(
+        applicant="bj_staff", kind="change", target_user_id=target.id, roles=["unit_head"]
+    )
+    steps = {
+        "signed": ["bj_head"],
+        "approved": ["bj_head", "approver"],
+        "executed": ["bj_head", "approver", "admin"],
+    }
     for who in steps.get(end, []):
         {"bj_head": access.sign, "approver": access.approve, "admin": access.execute}[who](
-            user(who), req.id)
+            user(who), req.id
+        )
     if end == "rejected":
         access.reject(user("bj_head"), req.id, "不符合岗位要求")
     if end == "withdrawn":
         access.withdraw(user("bj_staff"), req.id)
     db.session.commit()
     login_as("admin")
-    for url in (f"/access/{req.id}", f"/access/{req.id}/print", f"/access/{req.id}/execute",
-                "/access/", "/access/inbox", "/dashboard", f"/admin/users/{target.id}"):
+    for url in (
+        f"/access/{req.id}",
+        f"/access/{req.id}/print",
+        f"/access/{req.id}/execute",
+        "/access/",
+        "/access/inbox",
+        "/dashboard",
+        f"/admin/users/{target.id}",
+    ):
         response = client.get(url)
         assert response.status_code == 200, url
-    label = {"submitted": "等待部门负责人签字", "signed": "等待公司审批", "approved": "等待执行",
-             "executed": "已执行", "rejected": "已退回", "withdrawn": "已撤回"}[end]
+    label = {
+        "submitted": "等待部门负责人签字",
+        "signed": "等待公司审批",
+        "approved": "等待执行",
+        "executed": "已执行",
+        "rejected": "已退回",
+        "withdrawn": "已撤回",
+    }[end]
     assert label in client.get(f"/access/{req.id}").get_data(as_text=True)

@@ -46,19 +46,27 @@ def setup(app):
 
 
 def body_for(template, customers, **extra):
-    recipients = [{"crm_id": c.crm_id, "vars": {"account": f"A{c.id}", "amount": "1,000.00"}}
-                  for c in customers]
+    recipients = [
+        {"crm_id": c.crm_id, "vars": {"account": f"A{c.id}", "amount": "1,000.00"}}
+        for c in customers
+    ]
     return {"template_id": template.id, "recipients": recipients, **extra}
 
 
 # ---------------------------------------------------------------- authentication
 
+
 def test_no_key_wrong_key_and_revoked_key_are_401(client, setup, user):
     api_client, key, template, customers = setup
     body = body_for(template, customers)
-    for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer "},
-                    auth(key[:-1] + ("A" if key[-1] != "A" else "B")),
-                    auth("hxk_00000000_" + "x" * 43), auth("totally-wrong")):
+    for headers in (
+        {},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer "},
+        auth(key[:-1] + ("A" if key[-1] != "A" else "B")),
+        auth("hxk_00000000_" + "x" * 43),
+        auth("totally-wrong"),
+    ):
         response = client.c.post(URL, json=body, headers=headers)
         assert response.status_code == 401, headers
         assert response.is_json and response.json["error"] == "unauthorized"
@@ -87,8 +95,11 @@ def test_an_edited_template_cannot_be_used_until_approved_again(client, setup, u
     from app.services import templates
 
     api_client, key, template, customers = setup
-    data = templates.TemplateInput(name=template.name, category="notice",
-                                   content="尊敬的客户，您的账户{account}入账{amount}元，请查收。")
+    data = templates.TemplateInput(
+        name=template.name,
+        category="notice",
+        content="尊敬的客户，您的账户{account}入账{amount}元，请查收。",
+    )
     templates.update(template.id, user("bj_staff"), data, template.version)
     db.session.commit()
     response = post(client, key, body_for(template, customers))
@@ -101,6 +112,7 @@ def test_an_edited_template_cannot_be_used_until_approved_again(client, setup, u
 
 # ---------------------------------------------------------------- sending
 
+
 def test_a_send_creates_one_approved_message_of_the_clients_unit(client, setup):
     api_client, key, template, customers = setup
     response = post(client, key, body_for(template, customers))
@@ -109,19 +121,30 @@ def test_a_send_creates_one_approved_message_of_the_clients_unit(client, setup):
     message = db.session.get(Message, data["id"])
     assert response.headers["Location"].endswith(f"/api/v1/messages/{message.id}")
     assert (message.status, message.unit_id, message.author_id) == (
-        "approved", api_client.unit_id, api_client.user_id)
+        "approved",
+        api_client.unit_id,
+        api_client.user_id,
+    )
     assert message.category == template.category and message.body == template.content
     assert message.approved_version == message.version == 1
     assert message.route == template.route and message.route_article == template.route_article
     assert message.approvals[0].decision == "approve"
     assert f"#{template.id}" in message.approvals[0].comment
     assert data["recipients"] == 3 and data["customers"] == 3 and data["status"] == "approved"
-    rows = db.session.execute(select(ApiRecipient).where(ApiRecipient.message_id == message.id)
-                              .order_by(ApiRecipient.position)).scalars().all()
+    rows = (
+        db.session.execute(
+            select(ApiRecipient)
+            .where(ApiRecipient.message_id == message.id)
+            .order_by(ApiRecipient.position)
+        )
+        .scalars()
+        .all()
+    )
     assert [r.customer_id for r in rows] == [c.id for c in customers]
     assert rows[0].values == {"account": f"A{customers[0].id}", "amount": "1,000.00"}
-    audit_row = db.session.execute(select(AuditLog).where(
-        AuditLog.action == "api.message_accepted")).scalar_one()
+    audit_row = db.session.execute(
+        select(AuditLog).where(AuditLog.action == "api.message_accepted")
+    ).scalar_one()
     assert audit_row.actor_id == api_client.user_id and audit_row.target_id == str(message.id)
 
 
@@ -164,18 +187,23 @@ def test_error_messages_follow_accept_language(client, setup):
     assert not any("\u4e00" <= ch <= "\u9fff" for ch in english.json["message"])
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"template_id": "1"}, "template_id"),
-    ({"recipients": []}, "recipients"),
-    ({"recipients": [{"crm_id": "C1", "mobile": "13800138000"}]}, "recipients[0]"),
-    ({"recipients": [{"mobile": "12345"}]}, "recipients[0].mobile"),
-    ({"recipients": [{"crm_id": "C 1"}]}, "recipients[0].crm_id"),
-    ({"recipients": [{"crm_id": "NOPE", "vars": {"account": "1", "amount": "2"}}]},
-     "recipients[0]"),
-    ({"schedule_at": "2001-01-01T09:00:00+08:00"}, "schedule_at"),
-    ({"schedule_at": "tomorrow"}, "schedule_at"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"template_id": "1"}, "template_id"),
+        ({"recipients": []}, "recipients"),
+        ({"recipients": [{"crm_id": "C1", "mobile": "13800138000"}]}, "recipients[0]"),
+        ({"recipients": [{"mobile": "12345"}]}, "recipients[0].mobile"),
+        ({"recipients": [{"crm_id": "C 1"}]}, "recipients[0].crm_id"),
+        (
+            {"recipients": [{"crm_id": "NOPE", "vars": {"account": "1", "amount": "2"}}]},
+            "recipients[0]",
+        ),
+        ({"schedule_at": "2001-01-01T09:00:00+08:00"}, "schedule_at"),
+        ({"schedule_at": "tomorrow"}, "schedule_at"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_bad_bodies_are_422_naming_the_field(client, setup, change, field):
     api_client, key, template, customers = setup
     response = post(client, key, body_for(template, customers) | change)
@@ -198,9 +226,13 @@ def test_a_customer_outside_the_branch_is_refused_like_a_missing_one(client, set
 def test_recipients_by_mobile_and_the_same_customer_twice(client, setup):
     api_client, key, template, customers = setup
     vars_ = {"account": "A1", "amount": "5"}
-    body = {"template_id": template.id,
-            "recipients": [{"mobile": customers[0].mobile, "vars": vars_},
-                           {"crm_id": customers[1].crm_id, "vars": vars_}]}
+    body = {
+        "template_id": template.id,
+        "recipients": [
+            {"mobile": customers[0].mobile, "vars": vars_},
+            {"crm_id": customers[1].crm_id, "vars": vars_},
+        ],
+    }
     response = post(client, key, body)
     assert response.status_code == 202 and response.json["customers"] == 2
     body["recipients"].append({"crm_id": customers[0].crm_id, "vars": vars_})
@@ -223,7 +255,9 @@ def test_more_recipients_than_allowed_is_413(app, client, setup):
 
 def test_a_body_that_is_not_json(client, setup):
     api_client, key, template, customers = setup
-    response = client.c.post(URL, data="{not json", headers=auth(key, **{"Content-Type": "application/json"}))
+    response = client.c.post(
+        URL, data="{not json", headers=auth(key, **{"Content-Type": "application/json"})
+    )
     assert response.status_code == 400 and response.json["error"] == "bad_request"
     response = client.c.post(URL, data="a=b", headers=auth(key, **{"Content-Type": "text/plain"}))
     assert response.status_code == 415 and response.json["error"] == "unsupported_media_type"
@@ -236,9 +270,11 @@ def test_a_schedule_in_the_future_is_kept(client, setup):
 
     api_client, key, template, customers = setup
     when = (utcnow() + timedelta(days=2)).replace(microsecond=0)
-    for written in (to_local(when).isoformat(),  # with the +08:00 offset
-                    to_local(when).replace(tzinfo=None).isoformat(),  # Asia/Shanghai wall clock
-                    when.isoformat() + "Z"):
+    for written in (
+        to_local(when).isoformat(),  # with the +08:00 offset
+        to_local(when).replace(tzinfo=None).isoformat(),  # Asia/Shanghai wall clock
+        when.isoformat() + "Z",
+    ):
         response = post(client, key, body_for(template, customers, schedule_at=written))
         assert response.status_code == 202, response.json
         assert db.session.get(Message, response.json["id"]).schedule_at == when
@@ -246,6 +282,7 @@ def test_a_schedule_in_the_future_is_kept(client, setup):
 
 
 # ---------------------------------------------------------------- idempotency
+
 
 def test_idempotency_key_replays_the_first_answer(client, setup):
     api_client, key, template, customers = setup
@@ -260,8 +297,9 @@ def test_idempotency_key_replays_the_first_answer(client, setup):
     assert again.json == first.json
     assert again.headers["Idempotent-Replayed"] == "true"
     assert count(Message) == 1 and count(IdempotencyKey) == 1
-    accepted = db.session.execute(select(func.count()).select_from(AuditLog).where(
-        AuditLog.action == "api.message_accepted")).scalar_one()
+    accepted = db.session.execute(
+        select(func.count()).select_from(AuditLog).where(AuditLog.action == "api.message_accepted")
+    ).scalar_one()
     assert accepted == 1
 
     other = body_for(template, customers[:1])
@@ -281,7 +319,10 @@ def test_a_refused_request_does_not_burn_its_idempotency_key(client, setup):
     del bad["recipients"][0]["vars"]["amount"]
     assert post(client, key, bad, **{"Idempotency-Key": "k1"}).status_code == 422
     assert count(IdempotencyKey) == 0
-    assert post(client, key, body_for(template, customers), **{"Idempotency-Key": "k1"}).status_code == 202
+    assert (
+        post(client, key, body_for(template, customers), **{"Idempotency-Key": "k1"}).status_code
+        == 202
+    )
 
 
 def test_an_unreadable_idempotency_key_is_422(client, setup):
@@ -291,6 +332,7 @@ def test_an_unreadable_idempotency_key_is_422(client, setup):
 
 
 # ---------------------------------------------------------------- rate limit
+
 
 def test_the_rate_limit_answers_429_with_retry_after(client, setup):
     api_client, key, template, customers = setup
@@ -320,6 +362,7 @@ def test_the_rate_is_per_key(client, setup):
 
 # ---------------------------------------------------------------- reading back
 
+
 def test_status_and_recipients_of_own_messages_only(client, setup):
     api_client, key, template, customers = setup
     message_id = post(client, key, body_for(template, customers)).json["id"]
@@ -329,15 +372,28 @@ def test_status_and_recipients_of_own_messages_only(client, setup):
     assert data["status"] == "approved" and data["counts"]["pending"] == 3
     assert data["counts"]["delivered"] == 0
 
-    page = client.c.get(f"/api/v1/messages/{message_id}/recipients?per_page=2", headers=auth(key)).json
+    page = client.c.get(
+        f"/api/v1/messages/{message_id}/recipients?per_page=2", headers=auth(key)
+    ).json
     assert (page["total"], page["pages"], len(page["items"])) == (3, 2, 2)
-    assert page["items"][0] == {"index": 0, "crm_id": customers[0].crm_id, "status": "pending",
-                                "reason": "", "submitted_at": None, "finished_at": None}
-    page2 = client.c.get(f"/api/v1/messages/{message_id}/recipients?per_page=2&page=2",
-                       headers=auth(key)).json
+    assert page["items"][0] == {
+        "index": 0,
+        "crm_id": customers[0].crm_id,
+        "status": "pending",
+        "reason": "",
+        "submitted_at": None,
+        "finished_at": None,
+    }
+    page2 = client.c.get(
+        f"/api/v1/messages/{message_id}/recipients?per_page=2&page=2", headers=auth(key)
+    ).json
     assert [i["index"] for i in page2["items"]] == [2]
-    assert client.c.get(f"/api/v1/messages/{message_id}/recipients?status=delivered",
-                      headers=auth(key)).json["total"] == 0
+    assert (
+        client.c.get(
+            f"/api/v1/messages/{message_id}/recipients?status=delivered", headers=auth(key)
+        ).json["total"]
+        == 0
+    )
     bad = client.c.get(f"/api/v1/messages/{message_id}/recipients?status=lost", headers=auth(key))
     assert bad.status_code == 422 and bad.json["field"] == "status"
     bad = client.c.get(f"/api/v1/messages/{message_id}/recipients?page=0", headers=auth(key))
@@ -381,8 +437,11 @@ def test_openapi_document_is_public_and_names_the_limits(app, client):
     assert response.status_code == 200
     spec = response.json
     assert spec["openapi"].startswith("3.")
-    assert set(spec["paths"]) == {"/messages", "/messages/{message_id}",
-                                  "/messages/{message_id}/recipients"}
+    assert set(spec["paths"]) == {
+        "/messages",
+        "/messages/{message_id}",
+        "/messages/{message_id}/recipients",
+    }
     schema = spec["components"]["schemas"]["SendRequest"]
     assert "250" in schema["properties"]["recipients"]["description"]
     assert "250" in spec["paths"]["/messages"]["post"]["responses"]["413"]["description"]

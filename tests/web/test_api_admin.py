@@ -23,17 +23,30 @@ def api_get(client, key, url="/api/v1/messages/1"):
 
 # ---------------------------------------------------------------- the application's execution
 
+
 def test_an_executed_interface_user_application_shows_its_key_once(client, login_as, app):
     login_as("bj_head")  # a head's preparation is the head's signature
-    response = client.post("/access/new", {"kind": "interface_user", "person_name": "资金清算系统",
-                                           "reason": "对接资金清算系统的到账通知",
-                                           "effective_date": "2020-01-01"})
+    response = client.post(
+        "/access/new",
+        {
+            "kind": "interface_user",
+            "person_name": "资金清算系统",
+            "reason": "对接资金清算系统的到账通知",
+            "effective_date": "2020-01-01",
+        },
+    )
     assert response.status_code == 422  # the date is out of the window: the form says so
     from app.timeutil import local_today
 
-    response = client.post("/access/new", {"kind": "interface_user", "person_name": "资金清算系统",
-                                           "reason": "对接资金清算系统的到账通知",
-                                           "effective_date": local_today().isoformat()})
+    response = client.post(
+        "/access/new",
+        {
+            "kind": "interface_user",
+            "person_name": "资金清算系统",
+            "reason": "对接资金清算系统的到账通知",
+            "effective_date": local_today().isoformat(),
+        },
+    )
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]
     request_id = int(response.headers["Location"].rstrip("/").split("/")[-1])
     client.post("/logout")
@@ -54,18 +67,28 @@ def test_an_executed_interface_user_application_shows_its_key_once(client, login
     assert api_client.user.username.startswith("api-") and api_client.user.can("api.send")
     assert api_get(client, key).status_code == 404  # authenticated: no such message
     # Never shown again: not on the application, the client page or a second execution.
-    for url in (f"/access/{request_id}", f"/admin/api-clients/{api_client.id}",
-                f"/access/{request_id}/execute", "/admin/api-clients/"):
+    for url in (
+        f"/access/{request_id}",
+        f"/admin/api-clients/{api_client.id}",
+        f"/access/{request_id}/execute",
+        "/admin/api-clients/",
+    ):
         assert key not in client.get(url).get_data(as_text=True)
     again = client.post(f"/access/{request_id}/execute")
     assert again.status_code == 409 and key not in again.get_data(as_text=True)
-    rows = db.session.execute(select(AuditLog).where(AuditLog.action.in_(
-        ("api_client.created", "access.executed")))).scalars().all()
+    rows = (
+        db.session.execute(
+            select(AuditLog).where(AuditLog.action.in_(("api_client.created", "access.executed")))
+        )
+        .scalars()
+        .all()
+    )
     assert {r.action for r in rows} == {"api_client.created", "access.executed"}
     assert all(key not in r.details for r in rows)
 
 
 # ---------------------------------------------------------------- rotate, revoke, rate, bind
+
 
 def test_rotate_shows_a_new_key_once_and_kills_the_old(client, login_as):
     api_client, old_key = make_api_client()
@@ -77,8 +100,12 @@ def test_rotate_shows_a_new_key_once_and_kills_the_old(client, login_as):
     assert api_get(client, old_key).status_code == 401
     assert api_get(client, new_key).status_code == 404
     assert new_key not in client.get(f"/admin/api-clients/{api_client.id}").get_data(as_text=True)
-    assert db.session.execute(select(AuditLog).where(
-        AuditLog.action == "api_client.rotated")).scalar_one().actor_name == "admin"
+    assert (
+        db.session.execute(select(AuditLog).where(AuditLog.action == "api_client.rotated"))
+        .scalar_one()
+        .actor_name
+        == "admin"
+    )
 
 
 def test_revoke_needs_a_reason_and_is_final(client, login_as):
@@ -120,7 +147,9 @@ def test_bind_and_unbind_templates_in_place(client, login_as):
     assert api_clients.is_bound(api_client, template.id)
     for bad in (other_unit.id, draft.id):
         response = client.post(url, {"template_id": bad}, htmx=True)
-        assert response.status_code == 422 and 'id="client-bindings"' in response.get_data(as_text=True)
+        assert response.status_code == 422 and 'id="client-bindings"' in response.get_data(
+            as_text=True
+        )
     assert client.post(url, {"template_id": template.id}, htmx=True).status_code == 409
     response = client.post(f"{url}/{template.id}/unbind", htmx=True)
     assert response.status_code == 200 and not api_clients.is_bound(api_client, template.id)
@@ -129,11 +158,18 @@ def test_bind_and_unbind_templates_in_place(client, login_as):
 
 # ---------------------------------------------------------------- templates
 
+
 def test_template_written_submitted_and_approved_in_place(client, login_as, user):
     login_as("bj_staff")
-    response = client.post("/templates/new", {"name": "到账通知", "category": "notice",
-                                               "content": "您的账户{account}入账{amount}元。",
-                                               "action": "submit"})
+    response = client.post(
+        "/templates/new",
+        {
+            "name": "到账通知",
+            "category": "notice",
+            "content": "您的账户{account}入账{amount}元。",
+            "action": "submit",
+        },
+    )
     assert response.status_code == 302
     template = db.session.execute(select(MessageTemplate)).scalar_one()
     assert template.status == "pending" and template.route_article == "Art 9"
@@ -144,11 +180,15 @@ def test_template_written_submitted_and_approved_in_place(client, login_as, user
     pending = client.get("/templates/pending").get_data(as_text=True)
     assert f'id="template-item-{template.id}"' in pending
     assert 'id="badge-templates-list_templates">1<' in pending
-    response = client.post(f"/templates/{template.id}/reject", {"version": template.version},
-                           htmx=True)
+    response = client.post(
+        f"/templates/{template.id}/reject", {"version": template.version}, htmx=True
+    )
     assert response.status_code == 422  # a rejection needs its reason
-    response = client.post(f"/templates/{template.id}/approve",
-                           {"version": template.version, "comment": "同意"}, htmx=True)
+    response = client.post(
+        f"/templates/{template.id}/approve",
+        {"version": template.version, "comment": "同意"},
+        htmx=True,
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "<html" not in html
     assert f'id="template-item-{template.id}"' in html and 'hx-swap-oob="delete"' in html
@@ -163,13 +203,17 @@ def test_the_author_never_decides_and_other_units_do_not_see(client, login_as):
     templates.submit(template.id, template.author)
     db.session.commit()
     login_as("bj_staff")
-    assert f"template-item-{template.id}" not in client.get("/templates/pending").get_data(as_text=True)
+    assert f"template-item-{template.id}" not in client.get("/templates/pending").get_data(
+        as_text=True
+    )
     assert client.post(f"/templates/{template.id}/approve", {"version": 1}).status_code == 403
     client.post("/logout")
     login_as("sh_head")
     assert client.get(f"/templates/{template.id}").status_code == 404
     assert client.post(f"/templates/{template.id}/approve", {"version": 1}).status_code == 403
-    assert f"template-item-{template.id}" not in client.get("/templates/pending").get_data(as_text=True)
+    assert f"template-item-{template.id}" not in client.get("/templates/pending").get_data(
+        as_text=True
+    )
 
 
 def test_editing_an_approved_template_voids_its_approval(client, login_as):
@@ -178,9 +222,16 @@ def test_editing_an_approved_template_voids_its_approval(client, login_as):
     login_as("bj_staff")
     form = client.get(f"/templates/{template.id}/edit").get_data(as_text=True)
     assert "approved" in form or "已批准" in form or "审批" in form
-    response = client.post(f"/templates/{template.id}/edit", {
-        "name": template.name, "category": "notice", "version": template.version,
-        "content": "您的账户{account}今日入账{amount}元，详询95xxx。", "action": "save"})
+    response = client.post(
+        f"/templates/{template.id}/edit",
+        {
+            "name": template.name,
+            "category": "notice",
+            "version": template.version,
+            "content": "您的账户{account}今日入账{amount}元，详询95xxx。",
+            "action": "save",
+        },
+    )
     assert response.status_code == 302
     db.session.refresh(template)
     assert template.status == "pending" and not template.is_approved and template.version == 2
@@ -191,8 +242,9 @@ def test_editing_an_approved_template_voids_its_approval(client, login_as):
 
 def test_a_template_with_a_stray_brace_is_refused_with_the_input_kept(client, login_as):
     login_as("bj_staff")
-    response = client.post("/templates/new", {"name": "坏模板", "category": "notice",
-                                               "content": "金额{amount 元"})
+    response = client.post(
+        "/templates/new", {"name": "坏模板", "category": "notice", "content": "金额{amount 元"}
+    )
     assert response.status_code == 422
     assert "金额{amount 元" in response.get_data(as_text=True)
     assert db.session.execute(select(MessageTemplate)).first() is None
@@ -202,27 +254,38 @@ def test_an_hq_department_writes_notices_only(client, login_as):
     login_as("ops_staff")
     form = client.get("/templates/new").get_data(as_text=True)
     assert 'value="notice"' in form and 'value="market"' not in form
-    response = client.post("/templates/new", {"name": "营销", "category": "market",
-                                               "content": "新品上线{product}"})
+    response = client.post(
+        "/templates/new", {"name": "营销", "category": "market", "content": "新品上线{product}"}
+    )
     assert response.status_code == 403
 
 
 # ---------------------------------------------------------------- permissions
 
-@pytest.mark.parametrize("username, allowed", [
-    ("admin", True), ("bj_staff", False), ("bj_head", False), ("auditor", False),
-    ("approver", False), ("finance", False),
-])
+
+@pytest.mark.parametrize(
+    "username, allowed",
+    [
+        ("admin", True),
+        ("bj_staff", False),
+        ("bj_head", False),
+        ("auditor", False),
+        ("approver", False),
+        ("finance", False),
+    ],
+)
 def test_only_the_market_admin_manages_api_clients(client, login_as, username, allowed):
     template = make_template()
     api_client, _key = make_api_client()
     login_as(username)
     cid = api_client.id
     gets = ["/admin/api-clients/", f"/admin/api-clients/{cid}"]
-    posts = [(f"/admin/api-clients/{cid}/templates", {"template_id": template.id}),
-             (f"/admin/api-clients/{cid}/rate", {"rate": "5"}),
-             (f"/admin/api-clients/{cid}/rotate", {}),
-             (f"/admin/api-clients/{cid}/revoke", {"reason": "x"})]
+    posts = [
+        (f"/admin/api-clients/{cid}/templates", {"template_id": template.id}),
+        (f"/admin/api-clients/{cid}/rate", {"rate": "5"}),
+        (f"/admin/api-clients/{cid}/rotate", {}),
+        (f"/admin/api-clients/{cid}/revoke", {"reason": "x"}),
+    ]
     for url in gets:
         assert (client.get(url).status_code == 200) is allowed, url
     if not allowed:
@@ -232,11 +295,18 @@ def test_only_the_market_admin_manages_api_clients(client, login_as, username, a
         assert api_client.active and api_client.rate_limit_per_minute != 5
 
 
-@pytest.mark.parametrize("username, can_list, can_write", [
-    ("bj_staff", True, True), ("bj_head", True, True), ("research_head", True, True),
-    ("admin", True, True), ("auditor", True, False), ("approver", False, False),
-    ("callcenter", False, False),
-])
+@pytest.mark.parametrize(
+    "username, can_list, can_write",
+    [
+        ("bj_staff", True, True),
+        ("bj_head", True, True),
+        ("research_head", True, True),
+        ("admin", True, True),
+        ("auditor", True, False),
+        ("approver", False, False),
+        ("callcenter", False, False),
+    ],
+)
 def test_template_pages_by_role(client, login_as, username, can_list, can_write):
     login_as(username)
     assert (client.get("/templates/").status_code == 200) is can_list

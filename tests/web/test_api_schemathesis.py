@@ -46,10 +46,16 @@ def api_key(app, run_jobs):
     make_customer(crm_id="C000000001", mobile="13800138001")
     make_customer(crm_id="C000000002", consent="refused")
     make_customer(crm_id="C000000003", mobile="13800138000")
-    answer = api_messages.accept(client, {"template_id": 1, "recipients": [
-        {"crm_id": "C000000001", "vars": {"account": "6225****1234", "amount": "1,000.00"}},
-        {"crm_id": "C000000002", "vars": {"account": "6225****9876", "amount": "20.00"}},
-    ]})
+    answer = api_messages.accept(
+        client,
+        {
+            "template_id": 1,
+            "recipients": [
+                {"crm_id": "C000000001", "vars": {"account": "6225****1234", "amount": "1,000.00"}},
+                {"crm_id": "C000000002", "vars": {"account": "6225****9876", "amount": "20.00"}},
+            ],
+        },
+    )
     assert answer.body["id"] == 1
     db.session.get(Message, 1).urgent = True  # not held by quiet hours whenever the test runs
     db.session.commit()
@@ -59,12 +65,16 @@ def api_key(app, run_jobs):
 
 
 def test_the_api_keeps_to_its_openapi_document(app, api_key):
-    config = SchemathesisConfig.from_dict({
-        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True},
-        "checks": {"positive_data_acceptance": {"enabled": False},
-                   "ignored_auth": {"enabled": False}},
-        "headers": {"Authorization": f"Bearer {api_key}"},
-    })
+    config = SchemathesisConfig.from_dict(
+        {
+            "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True},
+            "checks": {
+                "positive_data_acceptance": {"enabled": False},
+                "ignored_auth": {"enabled": False},
+            },
+            "headers": {"Authorization": f"Bearer {api_key}"},
+        }
+    )
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=config)
     failures: list[str] = []
     statuses: Counter = Counter()
@@ -84,8 +94,9 @@ def test_the_api_keeps_to_its_openapi_document(app, api_key):
             for check in checks:
                 if check.status.name != "SUCCESS" and check.failure_info is not None:
                     failure = check.failure_info.failure
-                    failures.append(f"{recorder.label}: {check.name}: {failure.title}: "
-                                    f"{failure.message[:300]}")
+                    failures.append(
+                        f"{recorder.label}: {check.name}: {failure.title}: {failure.message[:300]}"
+                    )
     assert not failures, "\n".join(sorted(set(failures))[:20])
     assert scenarios > 0
     # The examples reached the successful answers, and generated data the refusals.

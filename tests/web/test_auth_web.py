@@ -28,7 +28,11 @@ def test_wrong_password_answers_401_and_is_logged(client, app):
     assert response.status_code == 401
     assert "用户名或密码错误" in response.get_data(as_text=True)
     assert client.get("/dashboard").status_code == 302
-    events = db.session.execute(select(LoginEvent).where(LoginEvent.username == "bj_staff")).scalars().all()
+    events = (
+        db.session.execute(select(LoginEvent).where(LoginEvent.username == "bj_staff"))
+        .scalars()
+        .all()
+    )
     assert [(e.success, e.reason) for e in events] == [(False, "bad_password")]
 
 
@@ -64,9 +68,14 @@ def test_forced_password_change_at_first_login(client, app):
     assert client.get("/dashboard").headers["Location"].endswith("/password")
     assert client.get("/dashboard", htmx=True).headers["HX-Redirect"].endswith("/password")
     client.get("/password")
-    response = client.post("/password", {"current_password": "Initial-Pass-1",
-                                         "new_password": "Brand-New-Secret-9",
-                                         "confirm_password": "Brand-New-Secret-9"})
+    response = client.post(
+        "/password",
+        {
+            "current_password": "Initial-Pass-1",
+            "new_password": "Brand-New-Secret-9",
+            "confirm_password": "Brand-New-Secret-9",
+        },
+    )
     assert response.status_code == 302
     assert client.get("/dashboard").status_code == 200
     db.session.refresh(u)
@@ -76,8 +85,10 @@ def test_forced_password_change_at_first_login(client, app):
 def test_password_change_with_bad_input_keeps_the_old_password(client, login_as, user):
     login_as("bj_staff")
     client.get("/password")
-    response = client.post("/password", {"current_password": "Demo-2026", "new_password": "short",
-                                         "confirm_password": "short"})
+    response = client.post(
+        "/password",
+        {"current_password": "Demo-2026", "new_password": "short", "confirm_password": "short"},
+    )
     assert response.status_code == 422
     assert "至少" in response.get_data(as_text=True)
     from app.services import auth
@@ -95,8 +106,14 @@ def test_password_change_ends_other_sessions(app, login_as, client):
     assert second.get("/dashboard").status_code == 200
     login_as("bj_staff")
     client.get("/password")
-    client.post("/password", {"current_password": "Demo-2026", "new_password": "Another-Secret-77",
-                              "confirm_password": "Another-Secret-77"})
+    client.post(
+        "/password",
+        {
+            "current_password": "Demo-2026",
+            "new_password": "Another-Secret-77",
+            "confirm_password": "Another-Secret-77",
+        },
+    )
     assert client.get("/dashboard").status_code == 200
     assert second.get("/dashboard").status_code == 302  # the other session is over
 
@@ -131,6 +148,7 @@ def test_logout_is_audited(client, login_as):
 
 def test_login_next_parameter_cannot_leave_the_site(client):
     client.get("/login")
-    response = client.post("/login", {"username": "bj_staff", "password": "Demo-2026",
-                                      "next": "//evil.example.com/"})
+    response = client.post(
+        "/login", {"username": "bj_staff", "password": "Demo-2026", "next": "//evil.example.com/"}
+    )
     assert response.headers["Location"] == "/dashboard"

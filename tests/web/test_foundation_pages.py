@@ -23,7 +23,14 @@ def test_navigation_shows_only_what_the_user_may_use(client, login_as):
 def test_admin_lists_units_users_and_roles(client, login_as, user):
     login_as("admin")
     units = client.get("/admin/units").get_data(as_text=True)
-    for name in ["市场业务部", "研究发展部", "北京营业部", "上海营业部", "深圳营业部", "运营管理部"]:
+    for name in [
+        "市场业务部",
+        "研究发展部",
+        "北京营业部",
+        "上海营业部",
+        "深圳营业部",
+        "运营管理部",
+    ]:
         assert name in units
     users = client.get("/admin/users?q=bj_").get_data(as_text=True)
     assert "bj_head" in users and "bj_staff" in users and "sh_head" not in users
@@ -88,8 +95,9 @@ def test_audit_page_filters_and_serves_a_partial(client, login_as, user):
 
 
 def test_audit_export_is_csv_and_neutralises_formulas(client, login_as, user):
-    audit.record("probe.formula", actor=user("bj_head"), target_type="=HYPERLINK(\"http://x\")",
-                 target_id=1)
+    audit.record(
+        "probe.formula", actor=user("bj_head"), target_type='=HYPERLINK("http://x")', target_id=1
+    )
     db.session.commit()
     login_as("auditor")
     response = client.get("/audit/export.csv?action=probe.")
@@ -100,7 +108,9 @@ def test_audit_export_is_csv_and_neutralises_formulas(client, login_as, user):
     assert row[3] == "probe.formula"
     assert row[4].startswith("'=")
     # The export itself is on record.
-    assert db.session.execute(select(AuditLog).where(AuditLog.action == "audit.exported")).scalar_one()
+    assert db.session.execute(
+        select(AuditLog).where(AuditLog.action == "audit.exported")
+    ).scalar_one()
 
 
 def test_language_switch(client, login_as):

@@ -11,9 +11,26 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 def test_every_msgid_in_the_code_is_translated_to_chinese(tmp_path):
     pot = tmp_path / "messages.pot"
-    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F",
-                    str(ROOT / "babel.cfg"), "-k", "_l", "-k", "lazy_gettext", "-o", str(pot), "."],
-                   check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            "extract",
+            "-F",
+            str(ROOT / "babel.cfg"),
+            "-k",
+            "_l",
+            "-k",
+            "lazy_gettext",
+            "-o",
+            str(pot),
+            ".",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
     with pot.open("rb") as fh:
         wanted = {m.id for m in read_po(fh) if m.id}
     with (ROOT / "app/translations/zh/LC_MESSAGES/messages.po").open("rb") as fh:

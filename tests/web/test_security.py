@@ -7,7 +7,12 @@ import pytest
 from app.services.demo import DEMO_USERS
 
 PUBLIC_ENDPOINTS = {
-    "static", "main.index", "main.set_language", "main.healthz", "auth.login", "auth.login_post",
+    "static",
+    "main.index",
+    "main.set_language",
+    "main.healthz",
+    "auth.login",
+    "auth.login_post",
     "auth.logout",
 }
 # Areas authenticated by something other than a staff session (tokens, signatures, API keys).
@@ -30,8 +35,11 @@ def _url(rule):
 
 
 def test_every_route_declares_its_permissions(app):
-    missing = [rule.endpoint for rule in _protected_rules(app)
-               if not hasattr(app.view_functions[rule.endpoint], "required_permissions")]
+    missing = [
+        rule.endpoint
+        for rule in _protected_rules(app)
+        if not hasattr(app.view_functions[rule.endpoint], "required_permissions")
+    ]
     assert missing == [], "routes without permission_required/login_required"
 
 
@@ -44,7 +52,9 @@ def test_anonymous_users_are_sent_to_login(app, client):
 
 
 @pytest.mark.parametrize("username", [u[0] for u in DEMO_USERS])
-def test_each_role_gets_403_exactly_where_it_lacks_permission(app, client, login_as, user, username):
+def test_each_role_gets_403_exactly_where_it_lacks_permission(
+    app, client, login_as, user, username
+):
     login_as(username)
     holder = user(username)
     for rule in _protected_rules(app):
@@ -58,7 +68,9 @@ def test_each_role_gets_403_exactly_where_it_lacks_permission(app, client, login
             else:
                 assert status == 403, f"{username} allowed {rule.rule}"
         elif "POST" in rule.methods and not allowed:
-            assert client.post(_url(rule), {}).status_code == 403, f"{username} may POST {rule.rule}"
+            assert client.post(_url(rule), {}).status_code == 403, (
+                f"{username} may POST {rule.rule}"
+            )
 
 
 def test_post_without_csrf_token_is_refused(client, login_as, user):
