@@ -15,6 +15,20 @@ def test_admin_logs_in_and_sees_the_dashboard(page, login):
     assert page.js_errors == []
 
 
+def test_a_unit_heads_navigation_fits_one_line_at_1280(page, login):
+    """bj_head sees a dozen entries (customers, approvals, permission applications,
+    replies...): on a 1280 px screen they stand on one line of their own."""
+    login("bj_head")
+    links = page.locator("nav.mainnav a")
+    assert links.count() >= 10
+    tops = {round(links.nth(i).bounding_box()["y"]) for i in range(links.count())}
+    assert len(tops) == 1, tops
+    brand = page.locator("a.brand").bounding_box()
+    assert min(tops) > brand["y"] + brand["height"] - 1  # under the brand, not beside it
+    screenshot(page, "dashboard-unit-head")
+    assert page.js_errors == []
+
+
 def test_wrong_password_shows_an_error(page):
     page.goto("/login")
     page.fill("input[name=username]", "bj_staff")
