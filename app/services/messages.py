@@ -30,7 +30,7 @@ from app.models.messages import (
     DRAFT_CATEGORIES,
     OPEN_STATUSES,
 )
-from app.services import audience, audit, message_settings, routing, rules, scope, segments
+from app.services import audience, audit, message_settings, org, routing, rules, scope, segments
 from app.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.timeutil import local_to_utc, utcnow
 
@@ -417,11 +417,29 @@ def save_and_submit(
     return message
 
 
+def can_cancel(user: User, message: Message) -> bool:
+    """The author may withdraw a message before it sends (R-47). A message an API client
+    sent has a system account for author: a head of the client's unit (one who approves
+    that unit's messages) may withdraw it instead."""
+    if message.status not in OPEN_STATUSES or message.send_started_at is not None:
+        return False
+    if message.author_id == user.id:
+        return True
+    from app.models import ApiMessage
+
+    return db.session.get(ApiMessage, message.id) is not None and user in org.unit_approvers(
+        message.unit_id
+    )
+
+
 def cancel(message_id: int, actor: User, comment: str = "") -> Message:
-    """The author withdraws the message before sending (R-47). The caller commits."""
+    """Withdraw the message before sending (R-47; who may: ``can_cancel``). The caller
+    commits."""
     message = _load(message_id, lock=True)
-    if message.author_id != actor.id:
-        raise PermissionDenied(_("Only the author can cancel a message."))
+    if message.author_id != actor.id and not can_cancel(actor, message):
+        raise PermissionDenied(
+            _("Only the author (for an API message, a head of its unit) can cancel a message.")
+        )
     if message.status not in OPEN_STATUSES or message.send_started_at is not None:
         raise Conflict(
             _("A message that is %(s)s cannot be cancelled.", s=STATUS_LABELS[message.status])

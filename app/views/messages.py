@@ -384,6 +384,7 @@ def view_message(message_id: int):
         approvers=[u for u in approvers if u.id != message.author_id],
         reason=routing.REASONS.get((message.route, message.route_article)),
         can_decide=svc.can_decide(current_user, message),
+        can_cancel=svc.can_cancel(current_user, message),
         units={u.id: u for u in db.session.execute(select(Unit)).scalars()},
     )
 
@@ -426,7 +427,7 @@ def submit_message(message_id: int):
 
 
 @bp.post("/<int:message_id>/cancel")
-@permission_required("message.draft")
+@permission_required("message.view")
 def cancel_message(message_id: int):
     svc.get_visible(message_id, current_user)
     svc.cancel(message_id, current_user, request.form.get("comment", ""))

@@ -148,6 +148,40 @@ def test_a_send_creates_one_approved_message_of_the_clients_unit(client, setup):
     assert audit_row.actor_id == api_client.user_id and audit_row.target_id == str(message.id)
 
 
+def test_a_head_of_the_clients_unit_may_cancel_an_api_message(client, setup, login_as):
+    """The author of an API message is the client's system account: a head of the client's
+    unit withdraws it before it sends; staff cannot; the client reads "cancelled"."""
+    from datetime import timedelta
+
+    from app.timeutil import to_local, utcnow
+
+    api_client, key, template, customers = setup
+    when = to_local(utcnow() + timedelta(days=2)).replace(hour=10, minute=0, microsecond=0)
+    body = body_for(template, customers, schedule_at=when.isoformat())
+    message_id = post(client, key, body).json["id"]
+    url = f"/messages/{message_id}/cancel"
+
+    login_as("bj_staff")
+    assert "/cancel" not in client.get(f"/messages/{message_id}").get_data(as_text=True)
+    assert client.post(url).status_code == 403
+    db.session.expire_all()
+    assert db.session.get(Message, message_id).status == "approved"
+    client.post("/logout")
+
+    login_as("bj_head")
+    assert url in client.get(f"/messages/{message_id}").get_data(as_text=True)
+    assert client.post(url).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Message, message_id).status == "cancelled"
+    row = db.session.execute(
+        select(AuditLog).where(AuditLog.action == "message.cancelled")
+    ).scalar_one()
+    assert row.actor_id is not None
+    client._fresh_globals()
+    answer = client.c.get(f"/api/v1/messages/{message_id}", headers=auth(key))
+    assert answer.json["status"] == "cancelled"
+
+
 def test_missing_or_extra_variables_are_422_naming_them(client, setup):
     api_client, key, template, customers = setup
     body = body_for(template, customers)
