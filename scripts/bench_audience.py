@@ -66,7 +66,10 @@ def build(url: str, schema: str, customers: int, branches: int) -> dict:
                    -- the carrier follows the number, as the import derives it
                    (ARRAY['china_mobile', 'china_unicom', 'china_telecom'])[1 + right(m.mobile, 3)::int % 3],
                    b.ids[1 + g % array_length(b.ids, 1)], NULL, false, DATE '2024-01-02',
-                   'C' || (1 + g % 7 % 5), '', g % 50 <> 7,
+                   'C' || (1 + g % 7 % 5),
+                   concat_ws(';', CASE WHEN g % 3 = 0 THEN '基金' END,
+                             CASE WHEN g % 7 = 0 THEN '债券' END),
+                   g % 50 <> 7,
                    CASE WHEN g % 10 < 7 THEN 'agreed' WHEN g % 10 = 7 THEN 'refused' ELSE 'undetermined' END,
                    '', now(), now()
             FROM generate_series(1, :n) g
@@ -76,16 +79,11 @@ def build(url: str, schema: str, customers: int, branches: int) -> dict:
         """),
             {"n": customers},
         )
+        # The tags as the import keeps them: the CRM's ';'-joined string and one row each.
         s.execute(
             text(
-                "INSERT INTO customer_tags (customer_id, tag) SELECT id, '基金' FROM customers "
-                "WHERE id % 3 = 0"
-            )
-        )
-        s.execute(
-            text(
-                "INSERT INTO customer_tags (customer_id, tag) SELECT id, '债券' FROM customers "
-                "WHERE id % 7 = 0"
+                "INSERT INTO customer_tags (customer_id, tag) SELECT id, "
+                "unnest(string_to_array(tags, ';')) FROM customers WHERE tags <> ''"
             )
         )
         # A heavy week of earlier market messages: five daily ones to a fifth of the customers

@@ -59,7 +59,6 @@ from app.models import (
     AudienceUpload,
     AudienceUploadRow,
     Customer,
-    CustomerTag,
     Message,
     SharedMobile,
     Unit,
@@ -249,8 +248,7 @@ def _criteria(t, spec: AudienceSpec, unit: Unit) -> list:
     if spec.risk_levels:
         conditions.append(c.risk_level.in_(spec.risk_levels))
     if spec.tags:
-        tags = CustomerTag.__table__.c
-        conditions.append(exists().where(tags.customer_id == c.id, tags.tag.in_(spec.tags)))
+        conditions.append(customers.tags_condition(spec.tags, t))
     if spec.upload_id is not None:
         upload = db.session.get(AudienceUpload, spec.upload_id)
         r = AudienceUploadRow.__table__.c
@@ -524,45 +522,11 @@ def _customer_counts(spec, unit, category, send_at, exclude_message_id):
     counts = {(reason, carrier): n for reason, carrier, n in grouped}
     if not any(reason is None for reason, _c in counts):
         return [(r, c, n) for (r, c), n in counts.items()]
-    if not _is_narrow(spec, unit) and customers.shared_mobiles_current():
-        dup_rows = _duplicates_of_shared(spec, unit, category, capped, pg)
-    else:
-        dup_rows = _duplicates_by_rows(base, spec, unit, pg)
+    dup_rows = _duplicates_by_rows(base, spec, unit, pg)
     for carrier, duplicates in dup_rows:
         counts[(None, carrier)] -= duplicates
         counts[("duplicate", carrier)] = counts.get(("duplicate", carrier), 0) + duplicates
     return [(r, c, n) for (r, c), n in counts.items() if n]
-
-
-def _duplicates_of_shared(spec, unit, category, capped, pg: bool) -> list:
-    """(carrier, duplicates) among the eligible customers whose number is in
-    ``shared_mobiles``: looked up number by number through the mobile index (a few
-    thousand lookups instead of a scan of every customer)."""
-    shared = SharedMobile.__table__.alias("shared")
-    t = Customer.__table__
-    holders = select(t.c.id, t.c.mobile, t.c.carrier).where(
-        *_criteria(t, spec, unit), *_eligible_before_cap(t.c, category)
-    )
-    if pg:
-        # A lateral subquery behind OFFSET 0 (a planner fence) keeps the lookup per
-        # number; joined plainly, PostgreSQL prefers to scan every customer.
-        holders = holders.where(t.c.mobile == shared.c.mobile).offset(0).lateral("holders")
-        rows = select(holders).select_from(shared).join(holders, true())
-    else:
-        holders = holders.subquery("holders")
-        rows = (
-            select(holders).select_from(shared).join(holders, holders.c.mobile == shared.c.mobile)
-        )
-    if capped is not None:
-        rows = rows.where(holders.c.id.not_in(select(capped.c.customer_id)))
-    rows = rows.subquery("holders_eligible")
-    ranked = select(
-        rows.c.carrier,
-        func.row_number().over(partition_by=rows.c.mobile, order_by=rows.c.id).label("rn"),
-    ).subquery("ranked")
-    return db.session.execute(
-        select(ranked.c.carrier, func.count()).where(ranked.c.rn > 1).group_by(ranked.c.carrier)
-    ).all()
 
 
 def _duplicates_by_rows(base, spec, unit, pg: bool) -> list:
@@ -602,9 +566,11 @@ def _duplicates_by_rows(base, spec, unit, pg: bool) -> list:
 
 
 def _shared_mobiles(pg: bool) -> list[str]:
-    """Every mobile more than one customer has. On PostgreSQL read in index order from
-    ix_customers_mobile (an index-only scan and a streaming count, no hash table of a
-    million numbers)."""
+    """Every mobile more than one customer has: from ``shared_mobiles`` while the import's
+    count is current; else counted, on PostgreSQL in index order from ix_customers_mobile
+    (an index-only scan and a streaming count, no hash table of a million numbers)."""
+    if customers.shared_mobiles_current():
+        return list(db.session.execute(select(SharedMobile.mobile)).scalars())
     c = Customer.__table__.c
     query = select(c.mobile).group_by(c.mobile).having(func.count() > 1)
     if pg:
