@@ -83,32 +83,37 @@ def rotate_key(client_id: int):
 @bp.post("/<int:client_id>/revoke")
 @permission_required("admin.users")
 def revoke_key(client_id: int):
-    try:
-        api_clients.revoke(client_id, _actor(), request.form.get("reason", ""))
-        db.session.commit()
-    except DomainError as exc:
-        db.session.rollback()
-        client = api_clients.get_client(client_id)
-        return render_template(
-            "api_clients/view.html", revoke_error=str(exc.message), **_detail_context(client)
-        ), exc.status
-    flash(_("The key is revoked: every call with it is refused from now on."), "success")
-    return redirect(url_for("api_clients.view_client", client_id=client_id))
+    return _change_client(
+        client_id,
+        lambda: api_clients.revoke(client_id, _actor(), request.form.get("reason", "")),
+        "revoke_error",
+        _("The key is revoked: every call with it is refused from now on."),
+    )
 
 
 @bp.post("/<int:client_id>/rate")
 @permission_required("admin.users")
 def set_rate(client_id: int):
+    return _change_client(
+        client_id,
+        lambda: api_clients.set_rate(client_id, _actor(), request.form.get("rate", "")),
+        "rate_error",
+        _("The rate is changed."),
+    )
+
+
+def _change_client(client_id: int, change, error_name: str, done: str):
+    """Apply ``change`` and commit, then back to the client's page; a refusal shows on the
+    page, next to its form (``error_name``), with nothing changed."""
     try:
-        api_clients.set_rate(client_id, _actor(), request.form.get("rate", ""))
+        change()
         db.session.commit()
     except DomainError as exc:
         db.session.rollback()
         client = api_clients.get_client(client_id)
-        return render_template(
-            "api_clients/view.html", rate_error=str(exc.message), **_detail_context(client)
-        ), exc.status
-    flash(_("The rate is changed."), "success")
+        context = {error_name: str(exc.message), **_detail_context(client)}
+        return render_template("api_clients/view.html", **context), exc.status
+    flash(done, "success")
     return redirect(url_for("api_clients.view_client", client_id=client_id))
 
 

@@ -38,6 +38,11 @@ def _datetime(nullable: bool = True) -> dict:
     return {"type": "string", "format": "date-time", "nullable": nullable}
 
 
+def _every_field_required(properties: dict) -> dict:
+    """An object schema whose every property is always present in the answer."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
 def build_spec() -> dict:
     cfg = current_app.config
     max_recipients = int(cfg["API_MAX_RECIPIENTS"])
@@ -294,21 +299,8 @@ def build_spec() -> dict:
                         },
                     },
                 },
-                "SendAccepted": {
-                    "type": "object",
-                    "required": [
-                        "id",
-                        "status",
-                        "template_id",
-                        "template_version",
-                        "recipients",
-                        "customers",
-                        "segments",
-                        "urgent",
-                        "schedule_at",
-                        "created_at",
-                    ],
-                    "properties": {
+                "SendAccepted": _every_field_required(
+                    {
                         "id": {"type": "integer"},
                         "status": {"type": "string", "enum": MESSAGE_STATUSES},
                         "template_id": {"type": "integer"},
@@ -322,25 +314,10 @@ def build_spec() -> dict:
                         "urgent": {"type": "boolean"},
                         "schedule_at": _datetime(),
                         "created_at": _datetime(False),
-                    },
-                },
-                "MessageStatus": {
-                    "type": "object",
-                    "required": [
-                        "id",
-                        "status",
-                        "template_id",
-                        "template_version",
-                        "recipients",
-                        "customers",
-                        "urgent",
-                        "schedule_at",
-                        "created_at",
-                        "send_started_at",
-                        "sent_at",
-                        "counts",
-                    ],
-                    "properties": {
+                    }
+                ),
+                "MessageStatus": _every_field_required(
+                    {
                         "id": {"type": "integer"},
                         "status": {"type": "string", "enum": MESSAGE_STATUSES},
                         "template_id": {"type": "integer"},
@@ -357,8 +334,8 @@ def build_spec() -> dict:
                             "properties": counts,
                             "required": list(api_messages.OUTCOMES),
                         },
-                    },
-                },
+                    }
+                ),
                 "RecipientOutcome": {
                     "type": "object",
                     "required": ["index", "status", "reason"],
@@ -372,18 +349,8 @@ def build_spec() -> dict:
                         "finished_at": _datetime(),
                     },
                 },
-                "RecipientPage": {
-                    "type": "object",
-                    "required": [
-                        "message_id",
-                        "status",
-                        "page",
-                        "per_page",
-                        "total",
-                        "pages",
-                        "items",
-                    ],
-                    "properties": {
+                "RecipientPage": _every_field_required(
+                    {
                         "message_id": {"type": "integer"},
                         "status": {"type": "string", "nullable": True},
                         "page": {"type": "integer"},
@@ -394,8 +361,8 @@ def build_spec() -> dict:
                             "type": "array",
                             "items": {"$ref": "#/components/schemas/RecipientOutcome"},
                         },
-                    },
-                },
+                    }
+                ),
             },
         },
     }
