@@ -62,6 +62,7 @@ from app.services import (
     api_clients,
     audience,
     audit,
+    customers,
     message_settings,
     rules,
     segments,
@@ -72,7 +73,6 @@ from app.services.errors import Conflict, DomainError, NotFound, PermissionDenie
 from app.timeutil import local_to_utc, utcnow
 
 MAX_ID = 2**31 - 1
-MOBILE_RE = re.compile(r"^1[3-9][0-9]{9}$")
 CRM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,100}$")
 REQUEST_FIELDS = ("template_id", "recipients", "schedule_at")
@@ -222,7 +222,9 @@ def parse(payload) -> SendRequest:
                 _("%(f)s.crm_id is not a CRM id (1 to 32 letters, digits, '_' or '-').", f=where),
                 field=f"{where}.crm_id",
             )
-        if mobile is not None and not (isinstance(mobile, str) and MOBILE_RE.match(mobile)):
+        if mobile is not None and not (
+            isinstance(mobile, str) and customers.MOBILE_RE.match(mobile)
+        ):
             raise ValidationError(
                 _("%(f)s.mobile is not an 11-digit Chinese mobile number.", f=where),
                 field=f"{where}.mobile",

@@ -81,7 +81,6 @@ REASON_LABELS = {
     "cap": _l("over the frequency cap"),
     "duplicate": _l("duplicate number"),
 }
-MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 CRM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
 UPLOAD_MAX_LINES = 1_000_000
@@ -646,7 +645,7 @@ def create_upload(*, author: User, filename: str, data: bytes, kind: str) -> Aud
             continue
         total += 1
         value = normalize_mobile(cell) if kind == "mobile" else cell
-        valid = MOBILE_RE.match(value) if kind == "mobile" else CRM_ID_RE.match(value)
+        valid = customers.MOBILE_RE.match(value) if kind == "mobile" else CRM_ID_RE.match(value)
         if not valid:
             bad_count += 1
             if len(bad) < BAD_LINES_KEPT:

@@ -52,6 +52,10 @@ STATUSES = ("active", "closed")
 _LIKE_ESCAPE = "\\"
 
 
+# A Chinese mobile in its 11-digit national form (after ``normalize_mobile``).
+MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+
+
 def normalize_mobile(text: str | None) -> str:
     """The 11-digit national form of a Chinese mobile as people and carriers write it.
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -102,16 +100,13 @@ def create_user(
     return user
 
 
-STAFF_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
-
-
 def set_mobile(user: User, raw: str, *, actor: User) -> User:
     """Set (or, given nothing, clear) the work mobile a user's internal notices go to
     (R-45); the caller commits. The audit row keeps the numbers' last four digits only."""
-    from app.services.customers import normalize_mobile
+    from app.services.customers import MOBILE_RE, normalize_mobile
 
     mobile = normalize_mobile(raw or "")
-    if mobile and not STAFF_MOBILE_RE.match(mobile):
+    if mobile and not MOBILE_RE.match(mobile):
         raise ValidationError(_("A mobile number is 11 digits starting with 1."))
     if mobile == (user.mobile or ""):
         return user
