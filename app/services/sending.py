@@ -988,18 +988,38 @@ def _mark_sent(message_id: int, now: datetime) -> None:
 # ====================================================================== recovery
 
 
-def _job_pending(job_id: str) -> bool:
-    """True when RQ still holds the job waiting or running (so re-queueing would double it)."""
+def _job_pending(job_id: str, now: datetime | None = None) -> bool:
+    """True when RQ still holds the job waiting or running (so re-queueing would double it).
+
+    A job scheduled for later (a batch held back by the rate limiter or a backoff) waits on
+    the RQ scheduler of some worker. When that worker dies, its scheduler lock outlives it
+    and another worker takes the lock over only at its next maintenance (up to ten
+    minutes): a job overdue by more than SEND_REQUEUE_SECONDS is therefore not pending; it
+    is taken off the scheduled registry, so that re-queueing it runs it once."""
     from rq.exceptions import NoSuchJobError
     from rq.job import Job, JobStatus
+    from rq.registry import ScheduledJobRegistry
 
     from app.redis_conn import get_redis
 
+    connection = get_redis()
     try:
-        status = Job.fetch(job_id, connection=get_redis()).get_status()
+        job = Job.fetch(job_id, connection=connection)
     except NoSuchJobError:
         return False
-    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+    status = job.get_status()
+    if status == JobStatus.SCHEDULED:
+        registry = ScheduledJobRegistry(job.origin, connection=connection)
+        try:
+            due = registry.get_scheduled_time(job)
+        except NoSuchJobError:
+            return False
+        grace = timedelta(seconds=current_app.config["SEND_REQUEUE_SECONDS"])
+        if due.replace(tzinfo=None) < (now or utcnow()) - grace:
+            registry.remove(job)
+            return False
+        return True
+    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED)
 
 
 def recover(now: datetime | None = None) -> dict[str, int]:
@@ -1055,7 +1075,7 @@ def recover(now: datetime | None = None) -> dict[str, int]:
         .all()
     )
     for batch_id in waiting:
-        if _job_pending(BATCH_JOB.format(batch_id)):
+        if _job_pending(BATCH_JOB.format(batch_id), now):
             continue
         db.session.execute(
             update(SendBatch)

@@ -236,6 +236,34 @@ def test_recover_requeues_lost_jobs_and_takes_over_dead_batches(app, built, redi
     assert sending.recover()["requeued"] == 0  # the jobs are waiting now: not doubled
 
 
+def test_recover_queues_a_held_batch_whose_scheduler_died(app, built, redis_conn, db_backend):
+    """A batch held back for later waits on a worker's RQ scheduler; if that worker died,
+    nobody moves the job. Once it is overdue, recover queues it (once), instead of taking
+    the scheduled job for pending forever."""
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry
+
+    message, _customers, batches = built
+    redis_conn.flushdb()
+    held = batches[0]
+    due = utcnow() + timedelta(seconds=30)
+    sending._enqueue_batch(held.id, at=due)  # as a release with backoff does
+    db.session.execute(update(SendBatch).values(enqueued_at=utcnow() - timedelta(seconds=600)))
+    db.session.commit()
+    scheduled = ScheduledJobRegistry("send", connection=redis_conn)
+    job_id = sending.BATCH_JOB.format(held.id)
+    # Not yet due: pending, left alone (the other two batches' jobs were lost: requeued).
+    assert sending.recover()["requeued"] == 2
+    assert job_id in scheduled.get_job_ids()
+    # Long overdue and still not moved by any scheduler: queued now, and only once.
+    later = due + timedelta(seconds=app.config["SEND_REQUEUE_SECONDS"] + 1)
+    db.session.execute(update(SendBatch).values(enqueued_at=utcnow() - timedelta(seconds=600)))
+    db.session.commit()
+    assert sending.recover(now=later)["requeued"] == 1
+    assert job_id not in scheduled.get_job_ids()
+    assert Queue("send", connection=redis_conn).job_ids.count(job_id) == 1
+
+
 def test_a_build_runs_once(app, db_backend):
     make_customer()
     message = make_approved_message()
